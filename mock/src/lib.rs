@@ -1,0 +1,389 @@
+//! A scriptable mock inference endpoint: it answers a JSON array of records with one result
+//! per record, misbehaves on request, and keeps a log of every request it saw.
+//!
+//! The same server backs abatch's tests, its benchmark and the `abatch-mock` command, so what
+//! a person tries by hand is what the tests assert on.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderMap};
+use hyper::service::service_fn;
+use hyper::{Method, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::value::RawValue;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// How the server answers. Every field has a command-line flag, so `abatch-mock --help`
+/// documents the same switches the tests use.
+///
+/// A batch can also script itself: a record that is an object with a `"mock"` member, such as
+/// `{"id": 7, "mock": {"delay_ms": 300, "status": 503}}`, delays or fails the request that
+/// carries it.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Behavior {
+    /// Wait this long before answering each request
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub latency: Option<Duration>,
+
+    /// Pick each request's delay at random between --latency (or 0) and this
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub latency_max: Option<Duration>,
+
+    /// Answer every request with this HTTP status and a short error body
+    #[arg(long, value_name = "CODE")]
+    pub status: Option<u16>,
+
+    /// Never answer: keep the connection open and silent
+    #[arg(long)]
+    pub hang: bool,
+
+    /// Answer with one result fewer than the records sent
+    #[arg(long)]
+    pub wrong_count: bool,
+
+    /// Answer every request with this body, verbatim (for example, something that is not JSON)
+    #[arg(long, value_name = "BODY")]
+    pub reply: Option<String>,
+
+    /// Pretty-print the results, with newlines inside each one
+    #[arg(long)]
+    pub pretty: bool,
+}
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// When it arrived, measured from the server's start.
+    pub at: Duration,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// How many records the body's array held (0 when the body was not an array).
+    pub records: usize,
+    /// Requests being handled when this one arrived, this one included.
+    pub in_flight: usize,
+}
+
+impl Request {
+    /// The records of the body's array, as text (empty when the body was not an array).
+    pub fn record_texts(&self) -> Vec<String> {
+        serde_json::from_slice::<Vec<&RawValue>>(&self.body)
+            .map(|records| records.iter().map(|r| r.get().to_owned()).collect())
+            .unwrap_or_default()
+    }
+}
+
+struct State {
+    behavior: Behavior,
+    started: Instant,
+    log: Mutex<Vec<Request>>,
+    logged: Condvar,
+    in_flight: AtomicUsize,
+    print: bool,
+}
+
+/// A running server; it stops when dropped.
+pub struct MockServer {
+    addr: SocketAddr,
+    state: Arc<State>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MockServer {
+    /// Starts a quiet server on 127.0.0.1 at a port the OS chooses.
+    pub fn start(behavior: Behavior) -> std::io::Result<MockServer> {
+        MockServer::serve(SocketAddr::from(([127, 0, 0, 1], 0)), behavior, false)
+    }
+
+    /// Starts a server on `addr`; with `print`, one line per request goes to stderr.
+    pub fn serve(addr: SocketAddr, behavior: Behavior, print: bool) -> std::io::Result<MockServer> {
+        let listener = std::net::TcpListener::bind(addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            behavior,
+            started: Instant::now(),
+            log: Mutex::new(Vec::new()),
+            logged: Condvar::new(),
+            in_flight: AtomicUsize::new(0),
+            print,
+        });
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let (shutdown, stop) = oneshot::channel();
+        let served = state.clone();
+        let thread = std::thread::Builder::new()
+            .name("abatch-mock".into())
+            .spawn(move || {
+                runtime.block_on(accept(listener, served, stop));
+                // Hanging requests never finish by themselves; do not wait for them.
+                runtime.shutdown_background();
+            })?;
+        Ok(MockServer {
+            addr,
+            state,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The endpoint to give abatch.
+    pub fn url(&self) -> String {
+        format!("http://{}/predict", self.addr)
+    }
+
+    /// Every request seen so far, in order of arrival.
+    pub fn requests(&self) -> Vec<Request> {
+        self.log().clone()
+    }
+
+    /// The largest number of requests that were being handled at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.log().iter().map(|r| r.in_flight).max().unwrap_or(0)
+    }
+
+    /// Waits until at least `n` requests have arrived, or `limit` has passed; returns the log.
+    pub fn wait_for_requests(&self, n: usize, limit: Duration) -> Vec<Request> {
+        let deadline = Instant::now() + limit;
+        let mut log = self.log();
+        while log.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            log = match self.state.logged.wait_timeout(log, left) {
+                Ok((log, _)) => log,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+        log.clone()
+    }
+
+    fn log(&self) -> MutexGuard<'_, Vec<Request>> {
+        lock(&self.state.log)
+    }
+}
+
+impl Drop for MockServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn accept(listener: std::net::TcpListener, state: Arc<State>, mut stop: oneshot::Receiver<()>) {
+    let Ok(listener) = TcpListener::from_std(listener) else {
+        return;
+    };
+    loop {
+        let stream = tokio::select! {
+            _ = &mut stop => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => continue,
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| answer(state.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Decrements the in-flight count however the request ends, hung requests included.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn answer(
+    state: Arc<State>,
+    req: hyper::Request<Incoming>,
+) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+    let in_flight = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    let _guard = InFlight(&state.in_flight);
+    let at = state.started.elapsed();
+    let (parts, body) = req.into_parts();
+    if parts.method != Method::POST {
+        return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, "POST a JSON array of records\n"));
+    }
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Ok(reply(StatusCode::BAD_REQUEST, "unreadable body\n")),
+    };
+    let records = serde_json::from_slice::<Vec<&RawValue>>(&body).ok();
+    let count = records.as_ref().map_or(0, Vec::len);
+    let script = records.as_deref().map(Script::of).unwrap_or_default();
+    if state.print {
+        eprintln!("{} {}: {count} records", parts.method, parts.uri.path());
+    }
+    {
+        let mut log = lock(&state.log);
+        log.push(Request {
+            at,
+            path: parts.uri.path().to_owned(),
+            headers: parts.headers,
+            body: body.clone(),
+            records: count,
+            in_flight,
+        });
+        state.logged.notify_all();
+    }
+
+    let behavior = &state.behavior;
+    if behavior.hang {
+        std::future::pending::<()>().await;
+    }
+    let delay = script.delay.unwrap_or_else(|| behavior.delay());
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if let Some(code) = script.status.or(behavior.status) {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Ok(reply(status, &format!("mock failure {code}\n")));
+    }
+    if let Some(body) = &behavior.reply {
+        return Ok(reply(StatusCode::OK, body));
+    }
+    let Some(records) = records else {
+        return Ok(reply(StatusCode::BAD_REQUEST, "expected a JSON array of records\n"));
+    };
+    let keep = if behavior.wrong_count { count.saturating_sub(1) } else { count };
+    Ok(reply(StatusCode::OK, &results(&records[..keep], behavior.pretty)))
+}
+
+impl Behavior {
+    fn delay(&self) -> Duration {
+        let low = self.latency.unwrap_or_default();
+        match self.latency_max {
+            Some(high) if high > low => {
+                let span = (high - low).as_micros() as u64;
+                low + Duration::from_micros(fastrand::u64(0..=span))
+            }
+            _ => low,
+        }
+    }
+}
+
+/// What the records of one batch ask of the server.
+#[derive(Default)]
+struct Script {
+    delay: Option<Duration>,
+    status: Option<u16>,
+}
+
+impl Script {
+    fn of(records: &[&RawValue]) -> Script {
+        let mut script = Script::default();
+        for record in records.iter().filter(|r| r.get().contains("\"mock\"")) {
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(record.get()) else {
+                continue;
+            };
+            if let Some(ms) = value.pointer("/mock/delay_ms").and_then(|v| v.as_u64()) {
+                script.delay = Some(script.delay.unwrap_or_default().max(Duration::from_millis(ms)));
+            }
+            if let Some(code) = value.pointer("/mock/status").and_then(|v| v.as_u64()) {
+                script.status = script.status.or(u16::try_from(code).ok());
+            }
+        }
+        script
+    }
+}
+
+/// One `{"echo": <record>}` per record, each record's text kept as it came.
+fn results(records: &[&RawValue], pretty: bool) -> String {
+    let mut out = String::with_capacity(records.iter().map(|r| r.get().len() + 12).sum::<usize>() + 2);
+    out.push('[');
+    for (i, record) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if pretty {
+            out.push_str("\n  {\n    \"echo\": ");
+            out.push_str(record.get());
+            out.push_str("\n  }");
+        } else {
+            out.push_str("{\"echo\":");
+            out.push_str(record.get());
+            out.push('}');
+        }
+    }
+    out.push_str("]\n");
+    out
+}
+
+fn reply(status: StatusCode, body: &str) -> hyper::Response<Full<Bytes>> {
+    let mut response = hyper::Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_takes_longest_delay_and_first_status() {
+        let a = RawValue::from_string(r#"{"mock":{"delay_ms":5,"status":503}}"#.into()).unwrap();
+        let b = RawValue::from_string(r#"{"mock":{"delay_ms":9,"status":500}}"#.into()).unwrap();
+        let c = RawValue::from_string(r#""mock""#.into()).unwrap();
+        let script = Script::of(&[&a, &b, &c]);
+        assert_eq!(script.delay, Some(Duration::from_millis(9)));
+        assert_eq!(script.status, Some(503));
+    }
+
+    #[test]
+    fn results_echo_each_record_verbatim() {
+        let a = RawValue::from_string("1.0e+300".into()).unwrap();
+        let b = RawValue::from_string(r#"{"x": -0.0}"#.into()).unwrap();
+        assert_eq!(results(&[&a, &b], false), "[{\"echo\":1.0e+300},{\"echo\":{\"x\": -0.0}}]\n");
+        let pretty: Vec<serde_json::Value> = serde_json::from_str(&results(&[&a, &b], true)).unwrap();
+        assert_eq!(pretty.len(), 2);
+    }
+
+    #[test]
+    fn random_latency_stays_in_range() {
+        let behavior = Behavior {
+            latency: Some(Duration::from_millis(2)),
+            latency_max: Some(Duration::from_millis(4)),
+            ..Behavior::default()
+        };
+        for _ in 0..1000 {
+            let d = behavior.delay();
+            assert!(d >= Duration::from_millis(2) && d <= Duration::from_millis(4), "{d:?}");
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Reads the input files (or stdin) in turn, on a thread of its own, and turns each non-blank
+//! line into a record that remembers the file and line it came from.
+//!
+//! A thread of its own, because a blocking read of an idle stdin must never hold up the
+//! requests in flight, nor keep the program from exiting. Records cross to the pipe in chunks of
+//! what one read delivered, so a record never waits behind a read that may block.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use futures::Stream;
+use futures::stream::{self, StreamExt};
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+
+/// One input record: its JSON text exactly as read, and where it was read.
+#[derive(Debug)]
+pub struct Record {
+    pub json: Box<RawValue>,
+    pub at: Location,
+}
+
+/// A file (or stdin) and a 1-based line number, blank lines counted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub source: Arc<str>,
+    pub line: u64,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.source, self.line)
+    }
+}
+
+type Chunk = Vec<anyhow::Result<Record>>;
+
+/// Most records handed over at once; it bounds how far reading runs ahead of batching.
+const CHUNK_RECORDS: usize = 1024;
+/// Chunks that may wait between the reader and the pipe.
+const CHUNKS_QUEUED: usize = 4;
+const READ_BUFFER: usize = 256 * 1024;
+
+/// The records of `inputs` ('-' or none: stdin), in order. An unreadable file or a line that is
+/// not JSON ends the stream with an error naming its place.
+pub fn records(inputs: Vec<PathBuf>) -> impl Stream<Item = anyhow::Result<Record>> {
+    let (tx, rx) = mpsc::channel::<Chunk>(CHUNKS_QUEUED);
+    let spawned = std::thread::Builder::new()
+        .name("abatch-input".into())
+        .spawn(move || read_all(inputs, &tx));
+    let failed_to_start = spawned
+        .err()
+        .map(|e| vec![Err(anyhow!("cannot start the input reader: {e}"))]);
+    let chunks = stream::unfold(rx, |mut rx| async { rx.recv().await.map(|chunk| (chunk, rx)) });
+    stream::iter(failed_to_start).chain(chunks).flat_map(stream::iter)
+}
+
+/// Reads every input until the end, an error, or the pipe going away.
+fn read_all(inputs: Vec<PathBuf>, tx: &mpsc::Sender<Chunk>) {
+    let stdin = [PathBuf::from("-")];
+    let inputs = if inputs.is_empty() { &stdin[..] } else { &inputs[..] };
+    let mut chunk = Chunk::new();
+    for path in inputs {
+        let outcome = read_one(path, &mut chunk, &mut |full| tx.blocking_send(full).is_ok());
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                chunk.push(Err(e));
+                break;
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.blocking_send(chunk);
+    }
+}
+
+/// Reads one input into `chunk`, handing it to `send` whenever the next read could block.
+/// Returns false when `send` says nobody listens any more.
+fn read_one(path: &Path, chunk: &mut Chunk, send: &mut dyn FnMut(Chunk) -> bool) -> anyhow::Result<bool> {
+    let (name, source): (Arc<str>, Box<dyn Read>) = if path.as_os_str() == "-" {
+        (Arc::from("<stdin>"), Box::new(io::stdin()))
+    } else {
+        let file = File::open(path).map_err(|e| anyhow!("cannot open {}: {e}", path.display()))?;
+        (Arc::from(path.display().to_string()), Box::new(file))
+    };
+    let mut reader = BufReader::with_capacity(READ_BUFFER, source);
+    let mut line = Vec::new();
+    let mut number = 0u64;
+    loop {
+        if !chunk.is_empty() && (chunk.len() >= CHUNK_RECORDS || memchr::memchr(b'\n', reader.buffer()).is_none()) {
+            if !send(std::mem::take(chunk)) {
+                return Ok(false);
+            }
+        }
+        line.clear();
+        number += 1;
+        let at = Location { source: name.clone(), line: number };
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| anyhow!("{at}: cannot read: {e}"))?;
+        if read == 0 {
+            return Ok(true);
+        }
+        if line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')) {
+            continue;
+        }
+        let json = parse(&line).map_err(|e| anyhow!("{at}: {e}"))?;
+        chunk.push(Ok(Record { json, at }));
+    }
+}
+
+/// Checks that `line` holds exactly one JSON value and keeps its text as it is.
+fn parse(line: &[u8]) -> Result<Box<RawValue>, String> {
+    serde_json::from_slice(line).map_err(|e| {
+        let text = e.to_string();
+        // serde_json counts lines within the line; the column is what helps here.
+        let cause = text.split(" at line ").next().unwrap_or(&text);
+        format!("invalid JSON at column {}: {cause}", e.column())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_text(text: &str) -> Vec<Result<(u64, String), String>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        std::fs::write(&path, text).unwrap();
+        let mut chunks = Vec::new();
+        let mut chunk = Chunk::new();
+        let result = read_one(&path, &mut chunk, &mut |c| {
+            chunks.push(c);
+            true
+        });
+        chunks.push(chunk);
+        if let Err(e) = result {
+            chunks.push(vec![Err(e)]);
+        }
+        chunks
+            .into_iter()
+            .flatten()
+            .map(|r| r.map(|rec| (rec.at.line, rec.json.get().to_owned())).map_err(|e| e.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn skips_blank_lines_but_counts_them() {
+        let got = read_text("{\"a\": 1}\n\n   \t\r\n[1, 2]\r\n\"last\"");
+        assert_eq!(
+            got,
+            vec![Ok((1, "{\"a\": 1}".into())), Ok((4, "[1, 2]".into())), Ok((5, "\"last\"".into()))]
+        );
+    }
+
+    #[test]
+    fn keeps_record_text_untouched() {
+        let got = read_text("  {\"n\":1.0e+300, \"z\" : -0.0,\"big\":123456789012345678901234567890,\"u\":\"\\u00e9\"}  \n");
+        assert_eq!(
+            got,
+            vec![Ok((1, "{\"n\":1.0e+300, \"z\" : -0.0,\"big\":123456789012345678901234567890,\"u\":\"\\u00e9\"}".into()))]
+        );
+    }
+
+    #[test]
+    fn invalid_line_names_file_line_and_column() {
+        let got = read_text("1\n\n{\"a\": }\n2\n");
+        assert_eq!(got.len(), 2);
+        let err = got[1].clone().unwrap_err();
+        assert!(err.ends_with("in.jsonl:3: invalid JSON at column 7: expected value"), "{err}");
+    }
+
+    #[test]
+    fn two_values_on_one_line_are_rejected() {
+        let got = read_text("1 2\n");
+        assert!(got[0].clone().unwrap_err().contains(":1: invalid JSON at column 3: trailing characters"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.jsonl");
+        std::fs::write(&path, b"\"ok\"\n\"\xff\"\n").unwrap();
+        let mut chunk = Chunk::new();
+        let err = read_one(&path, &mut chunk, &mut |_| true).unwrap_err();
+        assert!(err.to_string().contains("bad.jsonl:2: invalid JSON"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_names_the_path() {
+        let mut chunk = Chunk::new();
+        let err = read_one(Path::new("/no/such/file.jsonl"), &mut chunk, &mut |_| true).unwrap_err();
+        assert!(err.to_string().starts_with("cannot open /no/such/file.jsonl: "), "{err}");
+    }
+}

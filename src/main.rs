@@ -1,0 +1,33 @@
+//! abatch: stream newline-delimited JSON records through an HTTP inference endpoint in batches.
+
+mod app;
+mod batch;
+mod cli;
+mod client;
+mod exit;
+mod input;
+mod order;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::exit::Exit;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(usage) => {
+            let _ = usage.print();
+            return if usage.use_stderr() { Exit::Usage } else { Exit::Success }.into();
+        }
+    };
+    match app::run(cli) {
+        Ok(()) => Exit::Success.into(),
+        Err(err) => {
+            eprintln!("abatch: {err:#}");
+            Exit::Failure.into()
+        }
+    }
+}

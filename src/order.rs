@@ -1,0 +1,183 @@
+//! Restores input order without idling connections: up to `active` futures run at once, and a
+//! finished one waits for those before it, up to `waiting` of them.
+//!
+//! futures' `buffered(n)` counts a finished-but-held result as one of its n slots, so one slow
+//! batch would leave the other slots idle; this adapter keeps the two limits apart.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures::stream::{Fuse, FuturesUnordered, StreamExt};
+use futures::{Future, Stream};
+use pin_project_lite::pin_project;
+
+pin_project! {
+    /// See [`ordered`].
+    pub struct Ordered<S>
+    where
+        S: Stream,
+        S::Item: Future,
+    {
+        #[pin]
+        input: Fuse<S>,
+        running: FuturesUnordered<Numbered<S::Item>>,
+        finished: BTreeMap<u64, <S::Item as Future>::Output>,
+        started: u64,
+        emitted: u64,
+        active: usize,
+        waiting: usize,
+    }
+}
+
+/// Runs the futures of `input` with at most `active` unfinished at once and yields their
+/// outputs in input order. While the oldest is unfinished, at most `waiting` finished outputs
+/// are held; when that many are, no new future starts (so reading pauses).
+pub fn ordered<S>(input: S, active: usize, waiting: usize) -> Ordered<S>
+where
+    S: Stream,
+    S::Item: Future,
+{
+    Ordered {
+        input: input.fuse(),
+        running: FuturesUnordered::new(),
+        finished: BTreeMap::new(),
+        started: 0,
+        emitted: 0,
+        active: active.max(1),
+        waiting,
+    }
+}
+
+impl<S> Stream for Ordered<S>
+where
+    S: Stream,
+    S::Item: Future,
+{
+    type Item = <S::Item as Future>::Output;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let mut this = self.project();
+        loop {
+            while this.running.len() < *this.active && this.finished.len() < *this.waiting {
+                match this.input.as_mut().poll_next(cx) {
+                    Poll::Ready(Some(future)) => {
+                        this.running.push(Numbered {
+                            number: *this.started,
+                            future,
+                        });
+                        *this.started += 1;
+                    }
+                    Poll::Ready(None) | Poll::Pending => break,
+                }
+            }
+            if let Some(output) = this.finished.remove(this.emitted) {
+                *this.emitted += 1;
+                return Poll::Ready(Some(output));
+            }
+            match this.running.poll_next_unpin(cx) {
+                Poll::Ready(Some((number, output))) if number == *this.emitted => {
+                    *this.emitted += 1;
+                    return Poll::Ready(Some(output));
+                }
+                Poll::Ready(Some((number, output))) => {
+                    this.finished.insert(number, output);
+                }
+                // Nothing runs, so nothing is held either: the input decides.
+                Poll::Ready(None) if this.input.is_done() => return Poll::Ready(None),
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// A future that remembers its place in the input.
+    struct Numbered<F> {
+        number: u64,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for Numbered<F> {
+    type Output = (u64, F::Output);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        this.future.poll(cx).map(|output| (*this.number, output))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    /// Futures that sleep for the given milliseconds, counting how many run at once.
+    fn sleepers(
+        delays: Vec<u64>,
+        running: &Rc<Cell<usize>>,
+        peak: &Rc<Cell<usize>>,
+        started: &Rc<Cell<usize>>,
+    ) -> impl Stream<Item = impl Future<Output = usize>> {
+        let (running, peak, started) = (running.clone(), peak.clone(), started.clone());
+        futures::stream::iter(delays.into_iter().enumerate()).map(move |(i, ms)| {
+            let (running, peak, started) = (running.clone(), peak.clone(), started.clone());
+            async move {
+                started.set(started.get() + 1);
+                running.set(running.get() + 1);
+                peak.set(peak.get().max(running.get()));
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                running.set(running.get() - 1);
+                i
+            }
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn yields_in_input_order_with_at_most_active_running() {
+        let delays: Vec<u64> = (0..200).map(|_| spread_ms()).collect();
+        let (running, peak, started) = Default::default();
+        let out: Vec<usize> = ordered(sleepers(delays, &running, &peak, &started), 4, 16).collect().await;
+        assert_eq!(out, (0..200).collect::<Vec<_>>());
+        assert_eq!(peak.get(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_head_keeps_the_other_slots_busy_until_the_window_is_full() {
+        let mut delays = vec![1_000];
+        delays.extend(std::iter::repeat_n(10, 30));
+        let (running, peak, started) = Default::default();
+        let mut out = Box::pin(ordered(sleepers(delays, &running, &peak, &started), 2, 4));
+        let early = tokio::time::timeout(Duration::from_millis(500), out.next()).await;
+        assert!(early.is_err(), "nothing can come out before the head finishes");
+        // The head and four finished ones wait: the window is full, nothing more starts.
+        assert_eq!(started.get(), 5);
+        assert_eq!(running.get(), 1);
+        let all: Vec<usize> = out.collect().await;
+        assert_eq!(all, (0..31).collect::<Vec<_>>());
+        assert_eq!(peak.get(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn empty_input_ends_at_once() {
+        let input = futures::stream::iter(Vec::<futures::future::Ready<u8>>::new());
+        assert_eq!(ordered(input, 3, 3).collect::<Vec<_>>().await, Vec::<u8>::new());
+    }
+
+    /// A cheap deterministic spread of delays (1-40 ms).
+    fn spread_ms() -> u64 {
+        thread_local!(static STATE: Cell<u64> = const { Cell::new(0x9E37_79B9_7F4A_7C15) });
+        STATE.with(|s| {
+            let mut x = s.get();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            s.set(x);
+            1 + x % 40
+        })
+    }
+}
