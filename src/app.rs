@@ -39,13 +39,18 @@ async fn pipe(cli: Cli) -> anyhow::Result<()> {
     // A failure stops reading at once, even from an idle stdin; batches already in flight
     // still finish.
     let stop = CancellationToken::new();
-    let batches = batch::batches(input::records(cli.inputs), limits).take_until(stop.clone().cancelled_owned());
+    let batches = batch::batches(input::records(cli.inputs), limits)
+        .take_until(stop.clone().cancelled_owned());
     let exchanges = batches.map(|batch| {
         let (client, stop) = (&client, &stop);
         async move {
             let results = match batch {
                 Ok(batch) => client.send(&batch).await.map_err(|failure| {
-                    anyhow!("batch of {} records, {}: {failure}", batch.len(), batch.span())
+                    anyhow!(
+                        "batch of {} records, {}: {failure}",
+                        batch.len(),
+                        batch.span()
+                    )
                 }),
                 Err(input_error) => Err(input_error),
             };
@@ -83,7 +88,10 @@ async fn pipe(cli: Cli) -> anyhow::Result<()> {
     }
     match first_failure {
         None => Ok(()),
-        Some(failure) if failures > 1 => Err(failure.context(format!("{failures} batches failed; the first"))),
+        Some(failure) if failures > 1 => Err(anyhow!(
+            "{failure:#} (and {} more failed batches)",
+            failures - 1
+        )),
         Some(failure) => Err(failure),
     }
 }

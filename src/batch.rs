@@ -103,7 +103,10 @@ impl<S> Batches<S> {
     /// (the smallest record adds two bytes: a comma and one character).
     fn is_full(pending: &[Record], pending_bytes: usize, limits: &Limits) -> bool {
         pending.len() >= limits.records.get()
-            || (!pending.is_empty() && limits.bytes.is_some_and(|max| pending_bytes + 2 > max.get()))
+            || (!pending.is_empty()
+                && limits
+                    .bytes
+                    .is_some_and(|max| pending_bytes + 2 > max.get()))
     }
 
     fn take(pending: &mut Vec<Record>, limits: &Limits) -> Batch {
@@ -137,7 +140,9 @@ where
                 Poll::Ready(Some(Ok(record))) => {
                     let record_bytes = record.json.get().len();
                     if this.pending.is_empty() {
-                        this.deadline.as_mut().reset(Instant::now() + this.limits.timeout);
+                        this.deadline
+                            .as_mut()
+                            .reset(Instant::now() + this.limits.timeout);
                         *this.pending_bytes = body_len(1, record_bytes);
                         this.pending.push(record);
                         continue;
@@ -145,7 +150,9 @@ where
                     let grown = *this.pending_bytes + 1 + record_bytes;
                     if this.limits.bytes.is_some_and(|max| grown > max.get()) {
                         let full = Self::take(this.pending, this.limits);
-                        this.deadline.as_mut().reset(Instant::now() + this.limits.timeout);
+                        this.deadline
+                            .as_mut()
+                            .reset(Instant::now() + this.limits.timeout);
                         *this.pending_bytes = body_len(1, record_bytes);
                         this.pending.push(record);
                         return Poll::Ready(Some(Ok(full)));
@@ -219,7 +226,10 @@ mod tests {
     async fn sends_full_batches_and_flushes_the_rest_at_end_of_input() {
         let input = futures::stream::iter((1..=7).map(|n| Ok(record("a", n, "1"))));
         let mut batches = Box::pin(batches(input, limits(3, None, 60_000)));
-        assert_eq!(ready(&mut batches), vec![vec![1, 2, 3], vec![4, 5, 6], vec![7]]);
+        assert_eq!(
+            ready(&mut batches),
+            vec![vec![1, 2, 3], vec![4, 5, 6], vec![7]]
+        );
         assert!(matches!(batches.next().now_or_never(), Some(None)));
     }
 
@@ -265,10 +275,14 @@ mod tests {
     async fn byte_cap_cuts_before_the_record_that_would_not_fit() {
         // Bodies: [1111] is 6 bytes, [1111,2222] is 11.
         let lines = ["1111", "2222", "3333", "44444444444444", "5", "6"];
-        let input = futures::stream::iter(lines.iter().zip(1..).map(|(j, n)| Ok(record("a", n, j))));
+        let input =
+            futures::stream::iter(lines.iter().zip(1..).map(|(j, n)| Ok(record("a", n, j))));
         let mut batches = Box::pin(batches(input, limits(100, Some(11), 60_000)));
         // Record 4 alone is larger than the cap: it goes alone, and at once.
-        assert_eq!(ready(&mut batches), vec![vec![1, 2], vec![3], vec![4], vec![5, 6]]);
+        assert_eq!(
+            ready(&mut batches),
+            vec![vec![1, 2], vec![3], vec![4], vec![5, 6]]
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -286,7 +300,10 @@ mod tests {
             Ok(record("a", 2, "2")),
             Err(anyhow::anyhow!("a:3: invalid JSON")),
         ];
-        let mut batches = Box::pin(batches(futures::stream::iter(items), limits(10, None, 60_000)));
+        let mut batches = Box::pin(batches(
+            futures::stream::iter(items),
+            limits(10, None, 60_000),
+        ));
         let first = batches.next().await.unwrap().unwrap();
         assert_eq!(first.len(), 2);
         let err = batches.next().await.unwrap().unwrap_err();
@@ -297,13 +314,20 @@ mod tests {
     #[test]
     fn span_names_lines_and_files() {
         let batch = |records| Batch { records };
-        assert_eq!(batch(vec![record("a.jsonl", 4, "1")]).span().to_string(), "line 4 of a.jsonl");
         assert_eq!(
-            batch(vec![record("a.jsonl", 4, "1"), record("a.jsonl", 9, "1")]).span().to_string(),
+            batch(vec![record("a.jsonl", 4, "1")]).span().to_string(),
+            "line 4 of a.jsonl"
+        );
+        assert_eq!(
+            batch(vec![record("a.jsonl", 4, "1"), record("a.jsonl", 9, "1")])
+                .span()
+                .to_string(),
             "lines 4-9 of a.jsonl"
         );
         assert_eq!(
-            batch(vec![record("a.jsonl", 99, "1"), record("<stdin>", 2, "1")]).span().to_string(),
+            batch(vec![record("a.jsonl", 99, "1"), record("<stdin>", 2, "1")])
+                .span()
+                .to_string(),
             "a.jsonl:99 to <stdin>:2"
         );
     }

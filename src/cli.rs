@@ -23,7 +23,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 #[command(after_long_help = AFTER_LONG_HELP)]
 pub struct Cli {
     /// Endpoint to POST each batch to (http or https)
-    #[arg(short, long, env = "ABATCH_URL", value_name = "URL", value_parser = parse_url)]
+    #[arg(short, long, env = "ABATCH_URL", hide_env_values = true, value_name = "URL", value_parser = parse_url)]
     pub url: Url,
 
     /// Most records in one batch
@@ -51,7 +51,7 @@ pub struct Cli {
     pub timeout: Duration,
 
     /// Extra request header, 'Name: value' (repeatable); values never appear in messages
-    #[arg(short = 'H', long = "header", value_name = "HEADER", value_parser = parse_header)]
+    #[arg(short = 'H', long = "header", value_name = "HEADER", value_parser = HeaderParser)]
     pub headers: Vec<Header>,
 
     /// Write results to FILE instead of stdout
@@ -90,7 +90,10 @@ impl fmt::Debug for Header {
 fn parse_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text).map_err(|e| e.to_string())?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!("the scheme must be http or https, not '{}'", url.scheme()));
+        return Err(format!(
+            "the scheme must be http or https, not '{}'",
+            url.scheme()
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err("the URL has no host".into());
@@ -99,13 +102,17 @@ fn parse_url(text: &str) -> Result<Url, String> {
 }
 
 fn parse_count(text: &str) -> Result<NonZeroUsize, String> {
-    let n: usize = text.trim().parse().map_err(|_| "expected a whole number of at least 1".to_string())?;
+    let n: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| "expected a whole number of at least 1".to_string())?;
     NonZeroUsize::new(n).ok_or_else(|| "must be at least 1".to_string())
 }
 
 /// A delay, which may be zero (send whatever has arrived without waiting).
 fn parse_delay(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| format!("{e} (expected a duration such as 100ms, 2s or 1m)"))
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{e} (expected a duration such as 100ms, 2s or 1m)"))
 }
 
 /// A time limit, which must leave some time.
@@ -128,14 +135,46 @@ fn parse_bytes(text: &str) -> Result<NonZeroUsize, String> {
         .ok_or_else(|| "must be at least 1 byte".to_string())
 }
 
+/// Parses `-H` values. Unlike a plain function parser, its errors leave the value out: clap
+/// would otherwise quote the whole argument, secret and all.
+#[derive(Clone)]
+struct HeaderParser;
+
+impl clap::builder::TypedValueParser for HeaderParser {
+    type Value = Header;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Header, clap::Error> {
+        let text = value.to_str().ok_or_else(|| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidUtf8,
+                "a --header is not valid UTF-8\n",
+            )
+            .with_cmd(cmd)
+        })?;
+        parse_header(text).map_err(|problem| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("invalid --header: {problem}\n"),
+            )
+            .with_cmd(cmd)
+        })
+    }
+}
+
 fn parse_header(text: &str) -> Result<Header, String> {
     let Some((name, value)) = text.split_once(':') else {
-        return Err("expected 'Name: value'".into());
+        return Err("expected 'Name: value', with a colon".into());
     };
     let name = HeaderName::from_bytes(name.trim().as_bytes())
         .map_err(|_| format!("'{}' is not a valid header name", name.trim()))?;
-    let mut value = HeaderValue::from_str(value.trim())
-        .map_err(|_| format!("the value of header '{name}' has characters a header cannot carry"))?;
+    let mut value = HeaderValue::from_str(value.trim()).map_err(|_| {
+        format!("the value of header '{name}' has characters a header cannot carry")
+    })?;
     value.set_sensitive(true);
     Ok(Header { name, value })
 }

@@ -100,7 +100,11 @@ impl Client {
 
 /// The request body: a JSON array of the records' texts, exactly as read.
 fn body(batch: &Batch) -> Vec<u8> {
-    let size = 2 + batch.records.iter().map(|r| r.json.get().len() + 1).sum::<usize>();
+    let size = 2 + batch
+        .records
+        .iter()
+        .map(|r| r.json.get().len() + 1)
+        .sum::<usize>();
     let mut body = Vec::with_capacity(size);
     body.push(b'[');
     for (i, record) in batch.records.iter().enumerate() {
@@ -178,7 +182,12 @@ mod tests {
 
     #[test]
     fn body_passes_records_through_untouched() {
-        let b = batch(&["1.0e+300", "{\"a\" : -0.0}", "12345678901234567890123", "\"\\u00e9\""]);
+        let b = batch(&[
+            "1.0e+300",
+            "{\"a\" : -0.0}",
+            "12345678901234567890123",
+            "\"\\u00e9\"",
+        ]);
         assert_eq!(
             String::from_utf8(body(&b)).unwrap(),
             "[1.0e+300,{\"a\" : -0.0},12345678901234567890123,\"\\u00e9\"]"
@@ -189,11 +198,22 @@ mod tests {
     fn results_must_be_an_array_of_the_right_length() {
         assert_eq!(results(b"[1, {\"b\": 2}]", 2).unwrap().len(), 2);
         let wrong = results(b"[1]", 2).unwrap_err().to_string();
-        assert_eq!(wrong, "invalid response: expected 2 results (one per record), got 1");
-        let object = results(b"{\"predictions\": []}", 2).unwrap_err().to_string();
-        assert!(object.starts_with("invalid response: expected a JSON array of results"), "{object}");
+        assert_eq!(
+            wrong,
+            "invalid response: expected 2 results (one per record), got 1"
+        );
+        let object = results(b"{\"predictions\": []}", 2)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            object.starts_with("invalid response: expected a JSON array of results"),
+            "{object}"
+        );
         let garbage = results(b"<html>oops</html>", 2).unwrap_err().to_string();
-        assert!(garbage.starts_with("invalid response: not valid JSON"), "{garbage}");
+        assert!(
+            garbage.starts_with("invalid response: not valid JSON"),
+            "{garbage}"
+        );
         assert!(garbage.ends_with("body: <html>oops</html>"), "{garbage}");
     }
 

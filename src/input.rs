@@ -55,14 +55,22 @@ pub fn records(inputs: Vec<PathBuf>) -> impl Stream<Item = anyhow::Result<Record
     let failed_to_start = spawned
         .err()
         .map(|e| vec![Err(anyhow!("cannot start the input reader: {e}"))]);
-    let chunks = stream::unfold(rx, |mut rx| async { rx.recv().await.map(|chunk| (chunk, rx)) });
-    stream::iter(failed_to_start).chain(chunks).flat_map(stream::iter)
+    let chunks = stream::unfold(rx, |mut rx| async {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    stream::iter(failed_to_start)
+        .chain(chunks)
+        .flat_map(stream::iter)
 }
 
 /// Reads every input until the end, an error, or the pipe going away.
 fn read_all(inputs: Vec<PathBuf>, tx: &mpsc::Sender<Chunk>) {
     let stdin = [PathBuf::from("-")];
-    let inputs = if inputs.is_empty() { &stdin[..] } else { &inputs[..] };
+    let inputs = if inputs.is_empty() {
+        &stdin[..]
+    } else {
+        &inputs[..]
+    };
     let mut chunk = Chunk::new();
     for path in inputs {
         let outcome = read_one(path, &mut chunk, &mut |full| tx.blocking_send(full).is_ok());
@@ -82,7 +90,11 @@ fn read_all(inputs: Vec<PathBuf>, tx: &mpsc::Sender<Chunk>) {
 
 /// Reads one input into `chunk`, handing it to `send` whenever the next read could block.
 /// Returns false when `send` says nobody listens any more.
-fn read_one(path: &Path, chunk: &mut Chunk, send: &mut dyn FnMut(Chunk) -> bool) -> anyhow::Result<bool> {
+fn read_one(
+    path: &Path,
+    chunk: &mut Chunk,
+    send: &mut dyn FnMut(Chunk) -> bool,
+) -> anyhow::Result<bool> {
     let (name, source): (Arc<str>, Box<dyn Read>) = if path.as_os_str() == "-" {
         (Arc::from("<stdin>"), Box::new(io::stdin()))
     } else {
@@ -93,21 +105,27 @@ fn read_one(path: &Path, chunk: &mut Chunk, send: &mut dyn FnMut(Chunk) -> bool)
     let mut line = Vec::new();
     let mut number = 0u64;
     loop {
-        if !chunk.is_empty() && (chunk.len() >= CHUNK_RECORDS || memchr::memchr(b'\n', reader.buffer()).is_none()) {
-            if !send(std::mem::take(chunk)) {
-                return Ok(false);
-            }
+        let next_read_may_block = memchr::memchr(b'\n', reader.buffer()).is_none();
+        let hand_over = !chunk.is_empty() && (chunk.len() >= CHUNK_RECORDS || next_read_may_block);
+        if hand_over && !send(std::mem::take(chunk)) {
+            return Ok(false);
         }
         line.clear();
         number += 1;
-        let at = Location { source: name.clone(), line: number };
+        let at = Location {
+            source: name.clone(),
+            line: number,
+        };
         let read = reader
             .read_until(b'\n', &mut line)
             .map_err(|e| anyhow!("{at}: cannot read: {e}"))?;
         if read == 0 {
             return Ok(true);
         }
-        if line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')) {
+        if line
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        {
             continue;
         }
         let json = parse(&line).map_err(|e| anyhow!("{at}: {e}"))?;
@@ -146,7 +164,10 @@ mod tests {
         chunks
             .into_iter()
             .flatten()
-            .map(|r| r.map(|rec| (rec.at.line, rec.json.get().to_owned())).map_err(|e| e.to_string()))
+            .map(|r| {
+                r.map(|rec| (rec.at.line, rec.json.get().to_owned()))
+                    .map_err(|e| e.to_string())
+            })
             .collect()
     }
 
@@ -155,13 +176,19 @@ mod tests {
         let got = read_text("{\"a\": 1}\n\n   \t\r\n[1, 2]\r\n\"last\"");
         assert_eq!(
             got,
-            vec![Ok((1, "{\"a\": 1}".into())), Ok((4, "[1, 2]".into())), Ok((5, "\"last\"".into()))]
+            vec![
+                Ok((1, "{\"a\": 1}".into())),
+                Ok((4, "[1, 2]".into())),
+                Ok((5, "\"last\"".into()))
+            ]
         );
     }
 
     #[test]
     fn keeps_record_text_untouched() {
-        let got = read_text("  {\"n\":1.0e+300, \"z\" : -0.0,\"big\":123456789012345678901234567890,\"u\":\"\\u00e9\"}  \n");
+        let got = read_text(
+            "  {\"n\":1.0e+300, \"z\" : -0.0,\"big\":123456789012345678901234567890,\"u\":\"\\u00e9\"}  \n",
+        );
         assert_eq!(
             got,
             vec![Ok((1, "{\"n\":1.0e+300, \"z\" : -0.0,\"big\":123456789012345678901234567890,\"u\":\"\\u00e9\"}".into()))]
@@ -173,13 +200,21 @@ mod tests {
         let got = read_text("1\n\n{\"a\": }\n2\n");
         assert_eq!(got.len(), 2);
         let err = got[1].clone().unwrap_err();
-        assert!(err.ends_with("in.jsonl:3: invalid JSON at column 7: expected value"), "{err}");
+        assert!(
+            err.ends_with("in.jsonl:3: invalid JSON at column 7: expected value"),
+            "{err}"
+        );
     }
 
     #[test]
     fn two_values_on_one_line_are_rejected() {
         let got = read_text("1 2\n");
-        assert!(got[0].clone().unwrap_err().contains(":1: invalid JSON at column 3: trailing characters"));
+        assert!(
+            got[0]
+                .clone()
+                .unwrap_err()
+                .contains(":1: invalid JSON at column 3: trailing characters")
+        );
     }
 
     #[test]
@@ -189,13 +224,21 @@ mod tests {
         std::fs::write(&path, b"\"ok\"\n\"\xff\"\n").unwrap();
         let mut chunk = Chunk::new();
         let err = read_one(&path, &mut chunk, &mut |_| true).unwrap_err();
-        assert!(err.to_string().contains("bad.jsonl:2: invalid JSON"), "{err}");
+        assert!(
+            err.to_string().contains("bad.jsonl:2: invalid JSON"),
+            "{err}"
+        );
     }
 
     #[test]
     fn missing_file_names_the_path() {
         let mut chunk = Chunk::new();
-        let err = read_one(Path::new("/no/such/file.jsonl"), &mut chunk, &mut |_| true).unwrap_err();
-        assert!(err.to_string().starts_with("cannot open /no/such/file.jsonl: "), "{err}");
+        let err =
+            read_one(Path::new("/no/such/file.jsonl"), &mut chunk, &mut |_| true).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot open /no/such/file.jsonl: "),
+            "{err}"
+        );
     }
 }

@@ -20,7 +20,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(usage) => {
             let _ = usage.print();
-            return if usage.use_stderr() { Exit::Usage } else { Exit::Success }.into();
+            return if usage.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Success
+            }
+            .into();
         }
     };
     match app::run(cli) {

@@ -141,7 +141,9 @@ mod tests {
     async fn yields_in_input_order_with_at_most_active_running() {
         let delays: Vec<u64> = (0..200).map(|_| spread_ms()).collect();
         let (running, peak, started) = Default::default();
-        let out: Vec<usize> = ordered(sleepers(delays, &running, &peak, &started), 4, 16).collect().await;
+        let out: Vec<usize> = ordered(sleepers(delays, &running, &peak, &started), 4, 16)
+            .collect()
+            .await;
         assert_eq!(out, (0..200).collect::<Vec<_>>());
         assert_eq!(peak.get(), 4);
     }
@@ -153,7 +155,10 @@ mod tests {
         let (running, peak, started) = Default::default();
         let mut out = Box::pin(ordered(sleepers(delays, &running, &peak, &started), 2, 4));
         let early = tokio::time::timeout(Duration::from_millis(500), out.next()).await;
-        assert!(early.is_err(), "nothing can come out before the head finishes");
+        assert!(
+            early.is_err(),
+            "nothing can come out before the head finishes"
+        );
         // The head and four finished ones wait: the window is full, nothing more starts.
         assert_eq!(started.get(), 5);
         assert_eq!(running.get(), 1);
@@ -165,7 +170,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn empty_input_ends_at_once() {
         let input = futures::stream::iter(Vec::<futures::future::Ready<u8>>::new());
-        assert_eq!(ordered(input, 3, 3).collect::<Vec<_>>().await, Vec::<u8>::new());
+        assert_eq!(
+            ordered(input, 3, 3).collect::<Vec<_>>().await,
+            Vec::<u8>::new()
+        );
     }
 
     /// A cheap deterministic spread of delays (1-40 ms).

@@ -27,7 +27,10 @@ impl Output {
     /// Standard output, or `path` created (or truncated) now, before anything is sent.
     pub async fn open(path: Option<&Path>) -> anyhow::Result<Output> {
         let Some(path) = path else {
-            return Ok(Output::new(Box::pin(tokio::io::stdout()), "standard output".into()));
+            return Ok(Output::new(
+                Box::pin(tokio::io::stdout()),
+                "standard output".into(),
+            ));
         };
         let file = tokio::fs::File::create(path)
             .await
@@ -101,6 +104,9 @@ mod tests {
             "{\"a b\":[1.0e+300,-0.0],\"c\":\"x \\\" y\\\\\"}"
         );
         assert_eq!(compact("\"\\\\\" "), "\"\\\\\"");
-        assert_eq!(compact("12345678901234567890123"), "12345678901234567890123");
+        assert_eq!(
+            compact("12345678901234567890123"),
+            "12345678901234567890123"
+        );
     }
 }

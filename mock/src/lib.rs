@@ -61,8 +61,8 @@ pub struct Behavior {
 /// One request as the server saw it.
 #[derive(Clone, Debug)]
 pub struct Request {
-    /// When it arrived, measured from the server's start.
-    pub at: Duration,
+    /// When it arrived.
+    pub arrived: Instant,
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -83,7 +83,6 @@ impl Request {
 
 struct State {
     behavior: Behavior,
-    started: Instant,
     log: Mutex<Vec<Request>>,
     logged: Condvar,
     in_flight: AtomicUsize,
@@ -111,7 +110,6 @@ impl MockServer {
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             behavior,
-            started: Instant::now(),
             log: Mutex::new(Vec::new()),
             logged: Condvar::new(),
             in_flight: AtomicUsize::new(0),
@@ -191,10 +189,16 @@ impl Drop for MockServer {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-async fn accept(listener: std::net::TcpListener, state: Arc<State>, mut stop: oneshot::Receiver<()>) {
+async fn accept(
+    listener: std::net::TcpListener,
+    state: Arc<State>,
+    mut stop: oneshot::Receiver<()>,
+) {
     let Ok(listener) = TcpListener::from_std(listener) else {
         return;
     };
@@ -232,10 +236,13 @@ async fn answer(
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let in_flight = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     let _guard = InFlight(&state.in_flight);
-    let at = state.started.elapsed();
+    let arrived = Instant::now();
     let (parts, body) = req.into_parts();
     if parts.method != Method::POST {
-        return Ok(reply(StatusCode::METHOD_NOT_ALLOWED, "POST a JSON array of records\n"));
+        return Ok(reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST a JSON array of records\n",
+        ));
     }
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -250,7 +257,7 @@ async fn answer(
     {
         let mut log = lock(&state.log);
         log.push(Request {
-            at,
+            arrived,
             path: parts.uri.path().to_owned(),
             headers: parts.headers,
             body: body.clone(),
@@ -276,10 +283,20 @@ async fn answer(
         return Ok(reply(StatusCode::OK, body));
     }
     let Some(records) = records else {
-        return Ok(reply(StatusCode::BAD_REQUEST, "expected a JSON array of records\n"));
+        return Ok(reply(
+            StatusCode::BAD_REQUEST,
+            "expected a JSON array of records\n",
+        ));
     };
-    let keep = if behavior.wrong_count { count.saturating_sub(1) } else { count };
-    Ok(reply(StatusCode::OK, &results(&records[..keep], behavior.pretty)))
+    let keep = if behavior.wrong_count {
+        count.saturating_sub(1)
+    } else {
+        count
+    };
+    Ok(reply(
+        StatusCode::OK,
+        &results(&records[..keep], behavior.pretty),
+    ))
 }
 
 impl Behavior {
@@ -310,7 +327,12 @@ impl Script {
                 continue;
             };
             if let Some(ms) = value.pointer("/mock/delay_ms").and_then(|v| v.as_u64()) {
-                script.delay = Some(script.delay.unwrap_or_default().max(Duration::from_millis(ms)));
+                script.delay = Some(
+                    script
+                        .delay
+                        .unwrap_or_default()
+                        .max(Duration::from_millis(ms)),
+                );
             }
             if let Some(code) = value.pointer("/mock/status").and_then(|v| v.as_u64()) {
                 script.status = script.status.or(u16::try_from(code).ok());
@@ -322,7 +344,8 @@ impl Script {
 
 /// One `{"echo": <record>}` per record, each record's text kept as it came.
 fn results(records: &[&RawValue], pretty: bool) -> String {
-    let mut out = String::with_capacity(records.iter().map(|r| r.get().len() + 12).sum::<usize>() + 2);
+    let mut out =
+        String::with_capacity(records.iter().map(|r| r.get().len() + 12).sum::<usize>() + 2);
     out.push('[');
     for (i, record) in records.iter().enumerate() {
         if i > 0 {
@@ -345,9 +368,10 @@ fn results(records: &[&RawValue], pretty: bool) -> String {
 fn reply(status: StatusCode, body: &str) -> hyper::Response<Full<Bytes>> {
     let mut response = hyper::Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -369,8 +393,12 @@ mod tests {
     fn results_echo_each_record_verbatim() {
         let a = RawValue::from_string("1.0e+300".into()).unwrap();
         let b = RawValue::from_string(r#"{"x": -0.0}"#.into()).unwrap();
-        assert_eq!(results(&[&a, &b], false), "[{\"echo\":1.0e+300},{\"echo\":{\"x\": -0.0}}]\n");
-        let pretty: Vec<serde_json::Value> = serde_json::from_str(&results(&[&a, &b], true)).unwrap();
+        assert_eq!(
+            results(&[&a, &b], false),
+            "[{\"echo\":1.0e+300},{\"echo\":{\"x\": -0.0}}]\n"
+        );
+        let pretty: Vec<serde_json::Value> =
+            serde_json::from_str(&results(&[&a, &b], true)).unwrap();
         assert_eq!(pretty.len(), 2);
     }
 
@@ -383,7 +411,10 @@ mod tests {
         };
         for _ in 0..1000 {
             let d = behavior.delay();
-            assert!(d >= Duration::from_millis(2) && d <= Duration::from_millis(4), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(2) && d <= Duration::from_millis(4),
+                "{d:?}"
+            );
         }
     }
 }

@@ -48,7 +48,10 @@ fn main() -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot listen on {addr}"))?;
 
     let Some((program, rest)) = args.command.split_first() else {
-        eprintln!("abatch-mock: listening on {} (Ctrl-C to stop)", server.url());
+        eprintln!(
+            "abatch-mock: listening on {} (Ctrl-C to stop)",
+            server.url()
+        );
         loop {
             std::thread::park();
         }

@@ -1,0 +1,127 @@
+//! Helpers shared by the tests: the command under test, records to feed it, and ways to read
+//! what came out without sleeping for luck.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub use abatch_mock::{Behavior, MockServer};
+use assert_cmd::Command;
+
+/// Long enough for a loaded machine; a test that needs it has already failed.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+const PROXY_VARS: [&str; 6] = [
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+];
+
+/// abatch with nothing from the environment that could change where it connects.
+pub fn abatch() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_abatch"));
+    for var in PROXY_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.env_remove("ABATCH_URL").timeout(PATIENCE);
+    cmd
+}
+
+/// abatch pointed at `server`.
+pub fn abatch_to(server: &MockServer) -> Command {
+    let mut cmd = abatch();
+    cmd.arg("--url").arg(server.url());
+    cmd
+}
+
+/// The same, as a child process the test talks to while it runs.
+pub fn spawn_to(server: &MockServer, args: &[&str]) -> Child {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_abatch"));
+    for var in PROXY_VARS {
+        cmd.env_remove(var);
+    }
+    cmd.env_remove("ABATCH_URL")
+        .arg("--url")
+        .arg(server.url())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("abatch starts")
+}
+
+pub fn server(behavior: Behavior) -> MockServer {
+    MockServer::start(behavior).expect("mock server starts")
+}
+
+pub fn quick_server() -> MockServer {
+    server(Behavior::default())
+}
+
+/// Records `{"id":N}` for N in `ids`, one per line.
+pub fn records(ids: impl IntoIterator<Item = usize>) -> String {
+    ids.into_iter()
+        .map(|id| format!("{{\"id\":{id}}}\n"))
+        .collect()
+}
+
+/// The ids echoed back in abatch's output, in output order.
+pub fn echoed_ids(stdout: &[u8]) -> Vec<usize> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|line| {
+            let value: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            value["echo"]["id"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no echo.id in {line}")) as usize
+        })
+        .collect()
+}
+
+/// Lines of a child's stdout, delivered as they are written.
+pub fn lines_of(stdout: ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for a child to exit, killing it if it outlives PATIENCE.
+pub fn exit_of(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(status) = child.try_wait().expect("child can be waited for") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("abatch did not exit within {PATIENCE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub fn stderr_of(child: &mut Child) -> String {
+    let mut text = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+    }
+    text
+}
+
+/// Batch sizes in order of arrival.
+pub fn sizes(server: &MockServer) -> Vec<usize> {
+    server.requests().iter().map(|r| r.records).collect()
+}

@@ -1,0 +1,184 @@
+//! A failed batch stops the run with one clear message naming its records and the cause.
+
+use std::io::Write;
+
+use crate::common::*;
+
+fn one_line(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr).into_owned();
+    assert_eq!(
+        text.lines().count(),
+        1,
+        "expected one line on stderr, got: {text}"
+    );
+    assert!(text.starts_with("abatch: "), "{text}");
+    text
+}
+
+#[test]
+fn http_error_names_status_body_and_lines() {
+    let server = server(Behavior {
+        status: Some(500),
+        ..Behavior::default()
+    });
+    let out = abatch_to(&server)
+        .args(["-b", "10", "-c", "1"])
+        .write_stdin(records(0..25))
+        .assert()
+        .code(1)
+        .stdout("");
+    let message = one_line(&out.get_output().stderr);
+    assert_eq!(
+        message.trim_end(),
+        "abatch: batch of 10 records, lines 1-10 of <stdin>: HTTP 500 Internal Server Error: mock failure 500"
+    );
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "nothing new starts after a failure"
+    );
+}
+
+#[test]
+fn results_before_a_failed_batch_stay_written_in_order() {
+    let server = quick_server();
+    let mut input = records(0..44);
+    input.push_str("{\"id\":44,\"mock\":{\"status\":503}}\n");
+    input.push_str(&records(45..100));
+    let out = abatch_to(&server)
+        .args(["-b", "10", "-c", "3", "--ordered"])
+        .write_stdin(input)
+        .assert()
+        .code(1);
+    assert_eq!(
+        echoed_ids(&out.get_output().stdout),
+        (0..40).collect::<Vec<_>>()
+    );
+    let message = one_line(&out.get_output().stderr);
+    assert!(
+        message
+            .contains("batch of 10 records, lines 41-50 of <stdin>: HTTP 503 Service Unavailable"),
+        "{message}"
+    );
+    // Reading stopped: at most the batches already in flight beside the failed one were sent.
+    assert!(
+        server.requests().len() <= 5 + 3,
+        "{} requests",
+        server.requests().len()
+    );
+}
+
+#[test]
+fn connection_refused_is_reported() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let out = abatch()
+        .args(["--url", &format!("http://127.0.0.1:{port}/predict")])
+        .write_stdin(records(0..3))
+        .assert()
+        .code(1);
+    let message = one_line(&out.get_output().stderr);
+    assert!(
+        message.contains(&format!(
+            "batch of 3 records, lines 1-3 of <stdin>: cannot connect to 127.0.0.1:{port}"
+        )),
+        "{message}"
+    );
+}
+
+#[test]
+fn invalid_responses_are_failures() {
+    let cases = [
+        (
+            Behavior {
+                reply: Some("<html>busy</html>".into()),
+                ..Behavior::default()
+            },
+            "invalid response: not valid JSON",
+        ),
+        (
+            Behavior {
+                reply: Some("{\"predictions\": [1, 2]}".into()),
+                ..Behavior::default()
+            },
+            "invalid response: expected a JSON array of results",
+        ),
+        (
+            Behavior {
+                wrong_count: true,
+                ..Behavior::default()
+            },
+            "invalid response: expected 2 results (one per record), got 1",
+        ),
+    ];
+    for (behavior, expected) in cases {
+        let server = server(behavior);
+        let out = abatch_to(&server)
+            .write_stdin(records(0..2))
+            .assert()
+            .code(1)
+            .stdout("");
+        let message = one_line(&out.get_output().stderr);
+        assert!(message.contains(expected), "{message} lacks {expected}");
+        assert!(message.contains("lines 1-2 of <stdin>"), "{message}");
+    }
+}
+
+#[test]
+fn a_hanging_server_times_out() {
+    let server = server(Behavior {
+        hang: true,
+        ..Behavior::default()
+    });
+    let out = abatch_to(&server)
+        .args(["--timeout", "300ms"])
+        .write_stdin(records(0..4))
+        .assert()
+        .code(1);
+    let message = one_line(&out.get_output().stderr);
+    assert!(
+        message.contains("lines 1-4 of <stdin>: timed out after 300ms"),
+        "{message}"
+    );
+}
+
+#[test]
+fn invalid_input_line_is_named_after_earlier_records_are_answered() {
+    let server = quick_server();
+    let input = format!("{}\n{{\"id\": 3,}}\n{}", records(0..3), records(4..6));
+    let out = abatch_to(&server)
+        .args(["--ordered", "-b", "2"])
+        .write_stdin(input)
+        .assert()
+        .code(1);
+    assert_eq!(echoed_ids(&out.get_output().stdout), vec![0, 1, 2]);
+    let message = one_line(&out.get_output().stderr);
+    assert!(
+        message.starts_with("abatch: <stdin>:5: invalid JSON at column 10: key must be a string"),
+        "{message}"
+    );
+    assert_eq!(
+        sizes(&server).iter().sum::<usize>(),
+        3,
+        "nothing after the bad line was sent"
+    );
+}
+
+#[test]
+fn a_failure_stops_reading_even_from_an_idle_stdin() {
+    let server = server(Behavior {
+        status: Some(502),
+        ..Behavior::default()
+    });
+    let mut child = spawn_to(&server, &["-t", "10ms"]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(records(0..1).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    // stdin stays open: abatch must not wait for more input before it reports the failure.
+    let status = exit_of(&mut child);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr_of(&mut child).contains("HTTP 502 Bad Gateway"));
+    drop(stdin);
+}

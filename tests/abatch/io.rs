@@ -1,0 +1,114 @@
+//! Where records come from and where results go: files, stdin, `-o`, and a reader that leaves.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use crate::common::*;
+
+#[test]
+fn files_and_stdin_are_read_in_turn() {
+    let server = quick_server();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    std::fs::write(&a, records(0..5)).unwrap();
+    std::fs::write(&b, records(8..12)).unwrap();
+    let out = abatch_to(&server)
+        .args(["--ordered", "-b", "4"])
+        .arg(&a)
+        .arg("-")
+        .arg(&b)
+        .write_stdin(records(5..8))
+        .assert()
+        .success();
+    assert_eq!(
+        echoed_ids(&out.get_output().stdout),
+        (0..12).collect::<Vec<_>>()
+    );
+    // Batches run across file boundaries.
+    assert_eq!(sizes(&server), vec![4, 4, 4]);
+}
+
+#[test]
+fn output_file_receives_the_results() {
+    let server = quick_server();
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.jsonl");
+    std::fs::write(&out_path, "old contents\n").unwrap();
+    abatch_to(&server)
+        .args(["--ordered", "-o"])
+        .arg(&out_path)
+        .write_stdin(records(0..50))
+        .assert()
+        .success()
+        .stdout("");
+    let written = std::fs::read(&out_path).unwrap();
+    assert_eq!(echoed_ids(&written), (0..50).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_missing_file_is_named_and_earlier_files_are_still_answered() {
+    let server = quick_server();
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.jsonl");
+    std::fs::write(&a, records(0..3)).unwrap();
+    let missing = dir.path().join("missing.jsonl");
+    let out = abatch_to(&server).arg(&a).arg(&missing).assert().code(1);
+    assert_eq!(echoed_ids(&out.get_output().stdout), vec![0, 1, 2]);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "abatch: cannot open {}: No such file or directory (os error 2)",
+            missing.display()
+        )
+    );
+}
+
+#[test]
+fn an_unwritable_output_fails_before_anything_is_sent() {
+    let server = quick_server();
+    let out = abatch_to(&server)
+        .args(["-o", "/nonexistent-dir/out.jsonl"])
+        .write_stdin(records(0..3))
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(
+        stderr.starts_with("abatch: cannot create /nonexistent-dir/out.jsonl: "),
+        "{stderr}"
+    );
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn a_closed_output_pipe_ends_the_run_quietly_and_promptly() {
+    let server = quick_server();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.jsonl");
+    std::fs::write(&input, records(0..200_000)).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_abatch"))
+        .args(["--url", &server.url(), "-b", "10"])
+        .arg(&input)
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("{\"echo\":"), "{first}");
+    // The reader (like `head -n1`) is gone now.
+    let status = exit_of(&mut child);
+    assert_eq!(
+        stderr_of(&mut child),
+        "",
+        "a broken pipe is not an error message"
+    );
+    assert_eq!(status.code(), Some(0));
+    let sent: usize = sizes(&server).iter().sum();
+    assert!(sent < 200_000, "kept sending after the reader left");
+}

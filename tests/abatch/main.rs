@@ -1,0 +1,9 @@
+//! abatch's integration tests: the real binary against the mock server on 127.0.0.1.
+
+mod common;
+
+mod batching;
+mod concurrency;
+mod failures;
+mod io;
+mod usage;

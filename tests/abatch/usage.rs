@@ -1,0 +1,91 @@
+//! Bad command lines stop with a usage error (exit 2) before anything is read or sent.
+
+use crate::common::*;
+
+#[test]
+fn invalid_arguments_exit_2_and_send_nothing() {
+    let server = quick_server();
+    let cases: &[&[&str]] = &[
+        &["-b", "0"],
+        &["--batch-size", "many"],
+        &["-c", "0"],
+        &["-t", "soon"],
+        &["--batch-timeout=-1s"],
+        &["--timeout", "0s"],
+        &["--timeout", "5 parsecs"],
+        &["--max-batch-bytes", "0"],
+        &["--max-batch-bytes", "lots"],
+        &["-H", "no colon here"],
+        &["-H", "bad name: x"],
+        &["--no-such-flag"],
+    ];
+    for args in cases {
+        let out = abatch_to(&server)
+            .args(*args)
+            .write_stdin(records(0..3))
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    }
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn url_is_required_and_must_be_http() {
+    for args in [
+        &[][..],
+        &["--url", "example.com/predict"],
+        &["-u", "ftp://example.com/"],
+        &["-u", "http://"],
+    ] {
+        let out = abatch()
+            .args(args)
+            .write_stdin(records(0..1))
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+        assert!(stderr.contains("--url"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn header_values_never_appear_in_errors() {
+    let out = abatch()
+        .args([
+            "-u",
+            "http://127.0.0.1:9/",
+            "-H",
+            "Authorization Bearer hunter2",
+        ])
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(stderr.contains("invalid --header"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn help_and_version_succeed() {
+    let help = abatch().arg("--help").assert().success();
+    let text = String::from_utf8_lossy(&help.get_output().stdout);
+    for flag in [
+        "--url",
+        "--batch-size",
+        "--batch-timeout",
+        "--concurrency",
+        "--ordered",
+        "--max-batch-bytes",
+        "--timeout",
+        "--header",
+        "--output",
+        "Exit status",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}");
+    }
+    abatch()
+        .arg("--version")
+        .assert()
+        .success()
+        .stdout(format!("abatch {}\n", env!("CARGO_PKG_VERSION")));
+}
