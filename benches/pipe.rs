@@ -1,1 +1,228 @@
-fn main() {}
+//! The benchmark (`cargo bench`): runs the release binary against the mock server and prints
+//! latency hiding, ordered against unordered throughput, CPU per million records, and peak
+//! memory at two input sizes.
+//!
+//! Each run is one child process measured by wait4(2): wall time from spawn to exit, user and
+//! system CPU, and peak resident memory, of abatch alone (the server runs in this process).
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use abatch_mock::{Behavior, MockServer, Options};
+
+struct Measured {
+    wall: Duration,
+    cpu: Duration,
+    peak_rss_mib: f64,
+}
+
+fn main() {
+    // `cargo bench -- <filter>` passes extra arguments; this harness runs everything.
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let records_20k = write_records(dir.path(), 20_000);
+    let records_100k = write_records(dir.path(), 100_000);
+    let records_1m = write_records(dir.path(), 1_000_000);
+    let mut rows: Vec<[String; 4]> = Vec::new();
+
+    // 1. Latency hiding: c·b/L is the best any client can do against a server that takes L.
+    let latency = Duration::from_millis(20);
+    let (batch, concurrency) = (50, 8);
+    let server = mock(Behavior {
+        latency: Some(latency),
+        ..Behavior::default()
+    });
+    let ideal = (concurrency * batch) as f64 / latency.as_secs_f64();
+    let run = best_of(3, || {
+        abatch(&server, &records_20k, &["-b", "50", "-c", "8"])
+    });
+    let achieved = 20_000.0 / run.wall.as_secs_f64();
+    rows.push([
+        "latency hiding: 20k records, L=20ms, -b 50 -c 8".into(),
+        format!(
+            "{achieved:.0} records/s = {:.3} of c·b/L ({ideal:.0}/s)",
+            achieved / ideal
+        ),
+        "≥ 0.95".into(),
+        verdict(achieved / ideal >= 0.95),
+    ]);
+    drop(server);
+
+    // 2. Ordered against unordered under random latency.
+    let server = mock(Behavior {
+        latency: Some(Duration::from_millis(5)),
+        latency_max: Some(Duration::from_millis(50)),
+        ..Behavior::default()
+    });
+    let unordered = best_of(3, || {
+        abatch(&server, &records_20k, &["-b", "50", "-c", "8"])
+    });
+    let ordered = best_of(3, || {
+        abatch(&server, &records_20k, &["-b", "50", "-c", "8", "--ordered"])
+    });
+    let ratio = unordered.wall.as_secs_f64() / ordered.wall.as_secs_f64();
+    rows.push([
+        "ordered vs unordered: 20k records, L=5-50ms random, -b 50 -c 8".into(),
+        format!(
+            "{:.0} vs {:.0} records/s = {ratio:.3}",
+            20_000.0 / ordered.wall.as_secs_f64(),
+            20_000.0 / unordered.wall.as_secs_f64()
+        ),
+        "≥ 0.90".into(),
+        verdict(ratio >= 0.90),
+    ]);
+    drop(server);
+
+    // 3 and 4. Overhead and memory against a server that answers at once.
+    let server = mock(Behavior::default());
+    for (label, args) in [
+        ("-b 32 -c 4 (defaults)", &["-b", "32"][..]),
+        ("-b 256 -c 4", &["-b", "256"][..]),
+    ] {
+        for ordered in [false, true] {
+            let mut args = args.to_vec();
+            if ordered {
+                args.push("--ordered");
+            }
+            let run = best_of(3, || abatch(&server, &records_1m, &args));
+            let order = if ordered { ", --ordered" } else { "" };
+            rows.push([
+                format!("CPU per 1M records, {label}{order}"),
+                format!(
+                    "{:.2} s CPU ({:.0}k records/s, {:.1} s wall)",
+                    run.cpu.as_secs_f64(),
+                    1_000.0 / run.wall.as_secs_f64(),
+                    run.wall.as_secs_f64()
+                ),
+                "far below a script".into(),
+                String::new(),
+            ]);
+        }
+    }
+    let small = abatch(&server, &records_100k, &["-b", "32", "--ordered"]);
+    let large = abatch(&server, &records_1m, &["-b", "32", "--ordered"]);
+    rows.push([
+        "peak RSS, 100k records, --ordered".into(),
+        format!("{:.1} MiB", small.peak_rss_mib),
+        String::new(),
+        String::new(),
+    ]);
+    rows.push([
+        "peak RSS, 1M records, --ordered".into(),
+        format!("{:.1} MiB", large.peak_rss_mib),
+        "< 40 MB, flat".into(),
+        verdict(
+            large.peak_rss_mib * 1.048_576 < 40.0 && large.peak_rss_mib < small.peak_rss_mib * 1.25,
+        ),
+    ]);
+    print_table(&rows);
+}
+
+/// A server that keeps no log: this process must stay small, because a child's peak memory
+/// as the kernel reports it starts from its parent's size at spawn.
+fn mock(behavior: Behavior) -> MockServer {
+    let options = Options {
+        record: false,
+        print: false,
+    };
+    MockServer::serve(SocketAddr::from(([127, 0, 0, 1], 0)), behavior, options)
+        .expect("mock server")
+}
+
+fn verdict(pass: bool) -> String {
+    if pass { "pass" } else { "MISS" }.into()
+}
+
+/// `{"id":N,"text":"..."}`, about 60 bytes a line.
+fn write_records(dir: &Path, count: usize) -> PathBuf {
+    let path = dir.join(format!("records-{count}.jsonl"));
+    let mut out = BufWriter::new(File::create(&path).expect("input file"));
+    for id in 0..count {
+        writeln!(
+            out,
+            "{{\"id\":{id},\"text\":\"record number {id} of the benchmark\"}}"
+        )
+        .expect("write input");
+    }
+    out.flush().expect("write input");
+    path
+}
+
+fn best_of(runs: usize, mut run: impl FnMut() -> Measured) -> Measured {
+    (0..runs)
+        .map(|_| run())
+        .min_by(|a, b| a.wall.cmp(&b.wall))
+        .expect("at least one run")
+}
+
+/// Runs abatch once over `input`, its output thrown away, and measures it.
+#[expect(clippy::zombie_processes, reason = "reaped by wait4, which also reports its resource use")]
+fn abatch(server: &MockServer, input: &Path, args: &[&str]) -> Measured {
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_abatch"))
+        .args(["--url", &server.url()])
+        .args(args)
+        .arg(input)
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("abatch starts");
+    let mut status = 0;
+    // SAFETY: rusage is plain data, and wait4 fills it for the child we just spawned.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits");
+    // SAFETY: status and usage are valid for writes; the pid is our own unwaited child.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    assert_eq!(waited, pid, "wait4 failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "abatch {args:?} failed: status {status}"
+    );
+    let seconds = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
+    Measured {
+        wall,
+        cpu: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+        peak_rss_mib: usage.ru_maxrss as f64 / 1024.0,
+    }
+}
+
+fn print_table(rows: &[[String; 4]]) {
+    let headers = ["measure", "figure", "target", ""];
+    let widths: Vec<usize> = (0..4)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([headers[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut table = String::new();
+    let mut line = |cells: [&str; 4]| {
+        let mut text = String::from("|");
+        for (cell, width) in cells.iter().zip(&widths) {
+            let _ = write!(
+                text,
+                " {cell}{} |",
+                " ".repeat(width - cell.chars().count())
+            );
+        }
+        table.push_str(text.trim_end());
+        table.push('\n');
+    };
+    line(headers);
+    let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    line([&rules[0], &rules[1], &rules[2], &rules[3]]);
+    for row in rows {
+        line([&row[0], &row[1], &row[2], &row[3]]);
+    }
+    print!("{table}");
+}

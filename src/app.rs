@@ -28,7 +28,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn pipe(cli: Cli) -> anyhow::Result<()> {
     let client = Client::new(cli.url, &cli.headers, cli.timeout)?;
-    let mut output = Output::open(cli.output.as_deref()).await?;
+    let output = Output::open(cli.output.as_deref())?;
     let limits = Limits {
         records: cli.batch_size,
         bytes: cli.max_batch_bytes,
@@ -72,8 +72,8 @@ async fn pipe(cli: Cli) -> anyhow::Result<()> {
     while let Some(results) = completed.next().await {
         match results {
             Ok(results) => {
-                if output.write(&results).await? == Reader::Gone {
-                    return Ok(());
+                if output.write(results).await == Reader::Gone {
+                    break;
                 }
             }
             Err(failure) => {
@@ -85,6 +85,9 @@ async fn pipe(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
+    }
+    if output.finish().await? == Reader::Gone {
+        return Ok(());
     }
     match first_failure {
         None => Ok(()),

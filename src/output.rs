@@ -1,18 +1,28 @@
-//! Writes results as JSON lines: each result compacted onto one line, each batch written whole
-//! and flushed as soon as it may be emitted.
+//! Writes results as JSON lines, on a thread of its own: each result compacted onto one line,
+//! each batch written whole, and the output flushed whenever the writer has caught up.
+//!
+//! A thread of its own, because a write that blocks (a slow reader, a full pipe) must not hold
+//! up the requests in flight, and a pipe that stops the writer must stop the run quietly.
 
-use std::io;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
 use std::path::Path;
-use std::pin::Pin;
 
 use anyhow::anyhow;
 use serde_json::value::RawValue;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot};
+
+/// One batch's results, in record order.
+pub type Results = Vec<Box<RawValue>>;
+
+/// Batches that may wait for the writer before the pipe waits too.
+const QUEUED: usize = 16;
+const WRITE_BUFFER: usize = 64 * 1024;
 
 pub struct Output {
-    sink: Pin<Box<dyn AsyncWrite + Send>>,
+    batches: mpsc::Sender<Results>,
+    done: oneshot::Receiver<io::Result<()>>,
     name: String,
-    lines: Vec<u8>,
 }
 
 /// Whether anyone still reads what is written.
@@ -25,44 +35,70 @@ pub enum Reader {
 
 impl Output {
     /// Standard output, or `path` created (or truncated) now, before anything is sent.
-    pub async fn open(path: Option<&Path>) -> anyhow::Result<Output> {
-        let Some(path) = path else {
-            return Ok(Output::new(
-                Box::pin(tokio::io::stdout()),
-                "standard output".into(),
-            ));
+    pub fn open(path: Option<&Path>) -> anyhow::Result<Output> {
+        let (file, name) = match path {
+            None => (None, "standard output".to_string()),
+            Some(path) => {
+                let file = File::create(path)
+                    .map_err(|e| anyhow!("cannot create {}: {e}", path.display()))?;
+                (Some(file), path.display().to_string())
+            }
         };
-        let file = tokio::fs::File::create(path)
-            .await
-            .map_err(|e| anyhow!("cannot create {}: {e}", path.display()))?;
-        Ok(Output::new(Box::pin(file), path.display().to_string()))
-    }
-
-    fn new(sink: Pin<Box<dyn AsyncWrite + Send>>, name: String) -> Output {
-        Output {
-            sink,
+        let (batches, queue) = mpsc::channel(QUEUED);
+        let (report, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("abatch-output".into())
+            .spawn(move || {
+                let written = match file {
+                    Some(file) => write_lines(file, queue),
+                    None => write_lines(io::stdout().lock(), queue),
+                };
+                let _ = report.send(written);
+            })
+            .map_err(|e| anyhow!("cannot start the output writer: {e}"))?;
+        Ok(Output {
+            batches,
+            done,
             name,
-            lines: Vec::new(),
+        })
+    }
+
+    /// Queues one batch's results for writing; waits while the writer is behind.
+    pub async fn write(&self, results: Results) -> Reader {
+        match self.batches.send(results).await {
+            Ok(()) => Reader::Listening,
+            // The writer stopped: finish() tells why.
+            Err(_) => Reader::Gone,
         }
     }
 
-    /// Writes one line per result and flushes, so a reader sees each batch as it completes.
-    pub async fn write(&mut self, results: &[Box<RawValue>]) -> anyhow::Result<Reader> {
-        self.lines.clear();
-        for result in results {
-            compact_into(result.get(), &mut self.lines);
-            self.lines.push(b'\n');
-        }
-        let written = async {
-            self.sink.write_all(&self.lines).await?;
-            self.sink.flush().await
-        };
-        match written.await {
-            Ok(()) => Ok(Reader::Listening),
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Reader::Gone),
-            Err(e) => Err(anyhow!("cannot write to {}: {e}", self.name)),
+    /// Waits until everything queued is written and flushed.
+    pub async fn finish(self) -> anyhow::Result<Reader> {
+        drop(self.batches);
+        match self.done.await {
+            Ok(Ok(())) => Ok(Reader::Listening),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(Reader::Gone),
+            Ok(Err(e)) => Err(anyhow!("cannot write to {}: {e}", self.name)),
+            Err(_) => Err(anyhow!("the writer of {} stopped unexpectedly", self.name)),
         }
     }
+}
+
+fn write_lines(sink: impl Write, mut queue: mpsc::Receiver<Results>) -> io::Result<()> {
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER, sink);
+    let mut lines = Vec::new();
+    while let Some(results) = queue.blocking_recv() {
+        lines.clear();
+        for result in &results {
+            compact_into(result.get(), &mut lines);
+            lines.push(b'\n');
+        }
+        out.write_all(&lines)?;
+        if queue.is_empty() {
+            out.flush()?;
+        }
+    }
+    out.flush()
 }
 
 /// Appends `json` (valid JSON) without the whitespace between its tokens, so that a result

@@ -86,7 +86,16 @@ struct State {
     log: Mutex<Vec<Request>>,
     logged: Condvar,
     in_flight: AtomicUsize,
-    print: bool,
+    options: Options,
+}
+
+/// What the server keeps and tells about the requests it answers.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Keep every request, body included, for [`MockServer::requests`]. Off for long runs.
+    pub record: bool,
+    /// Print one line per request to stderr.
+    pub print: bool,
 }
 
 /// A running server; it stops when dropped.
@@ -98,13 +107,21 @@ pub struct MockServer {
 }
 
 impl MockServer {
-    /// Starts a quiet server on 127.0.0.1 at a port the OS chooses.
+    /// Starts a quiet server that records every request, on 127.0.0.1 at a port the OS chooses.
     pub fn start(behavior: Behavior) -> std::io::Result<MockServer> {
-        MockServer::serve(SocketAddr::from(([127, 0, 0, 1], 0)), behavior, false)
+        let options = Options {
+            record: true,
+            print: false,
+        };
+        MockServer::serve(SocketAddr::from(([127, 0, 0, 1], 0)), behavior, options)
     }
 
-    /// Starts a server on `addr`; with `print`, one line per request goes to stderr.
-    pub fn serve(addr: SocketAddr, behavior: Behavior, print: bool) -> std::io::Result<MockServer> {
+    /// Starts a server on `addr`.
+    pub fn serve(
+        addr: SocketAddr,
+        behavior: Behavior,
+        options: Options,
+    ) -> std::io::Result<MockServer> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -113,7 +130,7 @@ impl MockServer {
             log: Mutex::new(Vec::new()),
             logged: Condvar::new(),
             in_flight: AtomicUsize::new(0),
-            print,
+            options,
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -251,10 +268,10 @@ async fn answer(
     let records = serde_json::from_slice::<Vec<&RawValue>>(&body).ok();
     let count = records.as_ref().map_or(0, Vec::len);
     let script = records.as_deref().map(Script::of).unwrap_or_default();
-    if state.print {
+    if state.options.print {
         eprintln!("{} {}: {count} records", parts.method, parts.uri.path());
     }
-    {
+    if state.options.record {
         let mut log = lock(&state.log);
         log.push(Request {
             arrived,
@@ -273,7 +290,7 @@ async fn answer(
     }
     let delay = script.delay.unwrap_or_else(|| behavior.delay());
     if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+        hold_until(arrived + delay).await;
     }
     if let Some(code) = script.status.or(behavior.status) {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -310,6 +327,21 @@ impl Behavior {
             _ => low,
         }
     }
+}
+
+/// Waits until `deadline`, as closely as the machine's sleep allows. Latency counts from
+/// arrival, so reading the body does not add to it; and the last stretch is slept on a thread,
+/// because tokio's timer rounds up to the next millisecond, which would make a 20ms server a
+/// 21ms one.
+async fn hold_until(deadline: Instant) {
+    let coarse = deadline
+        .checked_sub(Duration::from_millis(2))
+        .unwrap_or(deadline);
+    tokio::time::sleep_until(coarse.into()).await;
+    let fine = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()))
+    });
+    let _ = fine.await;
 }
 
 /// What the records of one batch ask of the server.

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, ExitCode};
 
-use abatch_mock::{Behavior, MockServer};
+use abatch_mock::{Behavior, MockServer, Options};
 use anyhow::Context;
 use clap::Parser;
 
@@ -44,7 +44,11 @@ fn main() -> anyhow::Result<ExitCode> {
     let default_port = if args.command.is_empty() { 8080 } else { 0 };
     let addr = SocketAddr::new(args.host, args.port.unwrap_or(default_port));
     let running = args.command.is_empty();
-    let server = MockServer::serve(addr, args.behavior, running && !args.quiet)
+    let options = Options {
+        record: false,
+        print: running && !args.quiet,
+    };
+    let server = MockServer::serve(addr, args.behavior, options)
         .with_context(|| format!("cannot listen on {addr}"))?;
 
     let Some((program, rest)) = args.command.split_first() else {
