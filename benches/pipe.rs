@@ -160,7 +160,10 @@ fn best_of(runs: usize, mut run: impl FnMut() -> Measured) -> Measured {
 }
 
 /// Runs abatch once over `input`, its output thrown away, and measures it.
-#[expect(clippy::zombie_processes, reason = "reaped by wait4, which also reports its resource use")]
+#[expect(
+    clippy::zombie_processes,
+    reason = "reaped by wait4, which also reports its resource use"
+)]
 fn abatch(server: &MockServer, input: &Path, args: &[&str]) -> Measured {
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_abatch"))

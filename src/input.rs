@@ -41,6 +41,8 @@ type Chunk = Vec<anyhow::Result<Record>>;
 
 /// Most records handed over at once; it bounds how far reading runs ahead of batching.
 const CHUNK_RECORDS: usize = 1024;
+/// Most bytes handed over at once, so that large records queue in small numbers.
+const CHUNK_BYTES: usize = 1 << 20;
 /// Chunks that may wait between the reader and the pipe.
 const CHUNKS_QUEUED: usize = 4;
 const READ_BUFFER: usize = 256 * 1024;
@@ -71,30 +73,59 @@ fn read_all(inputs: Vec<PathBuf>, tx: &mpsc::Sender<Chunk>) {
     } else {
         &inputs[..]
     };
-    let mut chunk = Chunk::new();
+    let mut send = |chunk| tx.blocking_send(chunk).is_ok();
+    let mut pending = Pending::new(&mut send);
     for path in inputs {
-        let outcome = read_one(path, &mut chunk, &mut |full| tx.blocking_send(full).is_ok());
-        match outcome {
+        match read_one(path, &mut pending) {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
-                chunk.push(Err(e));
+                pending.push(Err(e), 0);
                 break;
             }
         }
     }
-    if !chunk.is_empty() {
-        let _ = tx.blocking_send(chunk);
+    pending.hand_over();
+}
+
+/// Records read but not yet handed to the pipe.
+struct Pending<'a> {
+    chunk: Chunk,
+    bytes: usize,
+    send: &'a mut dyn FnMut(Chunk) -> bool,
+}
+
+impl<'a> Pending<'a> {
+    fn new(send: &'a mut dyn FnMut(Chunk) -> bool) -> Self {
+        Pending {
+            chunk: Chunk::new(),
+            bytes: 0,
+            send,
+        }
+    }
+
+    fn push(&mut self, record: anyhow::Result<Record>, bytes: usize) {
+        self.chunk.push(record);
+        self.bytes += bytes;
+    }
+
+    fn is_full(&self) -> bool {
+        self.chunk.len() >= CHUNK_RECORDS || self.bytes >= CHUNK_BYTES
+    }
+
+    /// Hands what is pending to the pipe; false when nobody listens any more.
+    fn hand_over(&mut self) -> bool {
+        if self.chunk.is_empty() {
+            return true;
+        }
+        self.bytes = 0;
+        (self.send)(std::mem::take(&mut self.chunk))
     }
 }
 
-/// Reads one input into `chunk`, handing it to `send` whenever the next read could block.
-/// Returns false when `send` says nobody listens any more.
-fn read_one(
-    path: &Path,
-    chunk: &mut Chunk,
-    send: &mut dyn FnMut(Chunk) -> bool,
-) -> anyhow::Result<bool> {
+/// Reads one input, handing records over whenever the next read could block.
+/// Returns false when nobody listens any more.
+fn read_one(path: &Path, pending: &mut Pending) -> anyhow::Result<bool> {
     let (name, source): (Arc<str>, Box<dyn Read>) = if path.as_os_str() == "-" {
         (Arc::from("<stdin>"), Box::new(io::stdin()))
     } else {
@@ -106,8 +137,7 @@ fn read_one(
     let mut number = 0u64;
     loop {
         let next_read_may_block = memchr::memchr(b'\n', reader.buffer()).is_none();
-        let hand_over = !chunk.is_empty() && (chunk.len() >= CHUNK_RECORDS || next_read_may_block);
-        if hand_over && !send(std::mem::take(chunk)) {
+        if (pending.is_full() || next_read_may_block) && !pending.hand_over() {
             return Ok(false);
         }
         line.clear();
@@ -129,7 +159,7 @@ fn read_one(
             continue;
         }
         let json = parse(&line).map_err(|e| anyhow!("{at}: {e}"))?;
-        chunk.push(Ok(Record { json, at }));
+        pending.push(Ok(Record { json, at }), read);
     }
 }
 
@@ -152,15 +182,16 @@ mod tests {
         let path = dir.path().join("in.jsonl");
         std::fs::write(&path, text).unwrap();
         let mut chunks = Vec::new();
-        let mut chunk = Chunk::new();
-        let result = read_one(&path, &mut chunk, &mut |c| {
-            chunks.push(c);
+        let mut send = |chunk| {
+            chunks.push(chunk);
             true
-        });
-        chunks.push(chunk);
+        };
+        let mut pending = Pending::new(&mut send);
+        let result = read_one(&path, &mut pending);
         if let Err(e) = result {
-            chunks.push(vec![Err(e)]);
+            pending.push(Err(e), 0);
         }
+        pending.hand_over();
         chunks
             .into_iter()
             .flatten()
@@ -222,8 +253,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.jsonl");
         std::fs::write(&path, b"\"ok\"\n\"\xff\"\n").unwrap();
-        let mut chunk = Chunk::new();
-        let err = read_one(&path, &mut chunk, &mut |_| true).unwrap_err();
+        let mut send = |_| true;
+        let err = read_one(&path, &mut Pending::new(&mut send)).unwrap_err();
         assert!(
             err.to_string().contains("bad.jsonl:2: invalid JSON"),
             "{err}"
@@ -232,9 +263,9 @@ mod tests {
 
     #[test]
     fn missing_file_names_the_path() {
-        let mut chunk = Chunk::new();
-        let err =
-            read_one(Path::new("/no/such/file.jsonl"), &mut chunk, &mut |_| true).unwrap_err();
+        let mut send = |_| true;
+        let missing = Path::new("/no/such/file.jsonl");
+        let err = read_one(missing, &mut Pending::new(&mut send)).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("cannot open /no/such/file.jsonl: "),
