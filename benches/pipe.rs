@@ -24,6 +24,7 @@ struct Measured {
 fn main() {
     // `cargo bench -- <filter>` passes extra arguments; this harness runs everything.
     let dir = tempfile::tempdir().expect("temporary directory");
+    let records_1k = write_records(dir.path(), 1_000);
     let records_20k = write_records(dir.path(), 20_000);
     let records_100k = write_records(dir.path(), 100_000);
     let records_1m = write_records(dir.path(), 1_000_000);
@@ -37,9 +38,9 @@ fn main() {
         ..Behavior::default()
     });
     let ideal = (concurrency * batch) as f64 / latency.as_secs_f64();
-    let run = best_of(3, || {
-        abatch(&server, &records_20k, &["-b", "50", "-c", "8"])
-    });
+    let args = ["-b", &batch.to_string(), "-c", &concurrency.to_string()].map(String::from);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = best_of(3, || abatch(&server, &records_20k, &args));
     let achieved = 20_000.0 / run.wall.as_secs_f64();
     rows.push([
         "latency hiding: 20k records, L=20ms, -b 50 -c 8".into(),
@@ -49,6 +50,20 @@ fn main() {
         ),
         "≥ 0.95".into(),
         verdict(achieved / ideal >= 0.95),
+    ]);
+    // What one exchange really takes here, waking up included: the same server, one at a time.
+    let one_at_a_time = best_of(3, || abatch(&server, &records_1k, &["-b", "50", "-c", "1"]));
+    let exchange = one_at_a_time.wall / 20;
+    let reachable = (concurrency * batch) as f64 / exchange.as_secs_f64();
+    rows.push([
+        "  one exchange at a time (-c 1), for comparison".into(),
+        format!(
+            "{:.2} ms per exchange: {:.3} of c·b/that",
+            exchange.as_secs_f64() * 1e3,
+            achieved / reachable
+        ),
+        String::new(),
+        String::new(),
     ]);
     drop(server);
 
@@ -92,16 +107,26 @@ fn main() {
             let order = if ordered { ", --ordered" } else { "" };
             rows.push([
                 format!("CPU per 1M records, {label}{order}"),
-                format!(
-                    "{:.2} s CPU ({:.0}k records/s, {:.1} s wall)",
-                    run.cpu.as_secs_f64(),
-                    1_000.0 / run.wall.as_secs_f64(),
-                    run.wall.as_secs_f64()
-                ),
+                per_million(&run),
                 "far below a script".into(),
                 String::new(),
             ]);
         }
+    }
+    if let Some(python) = python_with_aiohttp() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/asyncio_client.py");
+        let mut cmd = Command::new(python);
+        cmd.arg(script)
+            .arg(server.url())
+            .arg(&records_1m)
+            .args(["32", "4"]);
+        let run = measure(cmd);
+        rows.push([
+            "same job in Python asyncio + aiohttp, -b 32 -c 4".into(),
+            per_million(&run),
+            "the baseline".into(),
+            String::new(),
+        ]);
     }
     let small = abatch(&server, &records_100k, &["-b", "32", "--ordered"]);
     let large = abatch(&server, &records_1m, &["-b", "32", "--ordered"]);
@@ -133,6 +158,16 @@ fn mock(behavior: Behavior) -> MockServer {
         .expect("mock server")
 }
 
+/// A run over a million records: its CPU, its pace, its memory.
+fn per_million(run: &Measured) -> String {
+    format!(
+        "{:.2} s CPU; {:.0}k records/s; {:.1} MiB peak",
+        run.cpu.as_secs_f64(),
+        1_000.0 / run.wall.as_secs_f64(),
+        run.peak_rss_mib
+    )
+}
+
 fn verdict(pass: bool) -> String {
     if pass { "pass" } else { "MISS" }.into()
 }
@@ -160,23 +195,27 @@ fn best_of(runs: usize, mut run: impl FnMut() -> Measured) -> Measured {
 }
 
 /// Runs abatch once over `input`, its output thrown away, and measures it.
+fn abatch(server: &MockServer, input: &Path, args: &[&str]) -> Measured {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_abatch"));
+    cmd.args(["--url", &server.url()]).args(args).arg(input);
+    measure(cmd)
+}
+
+/// Runs `cmd` to completion, its output thrown away, and measures it alone.
 #[expect(
     clippy::zombie_processes,
     reason = "reaped by wait4, which also reports its resource use"
 )]
-fn abatch(server: &MockServer, input: &Path, args: &[&str]) -> Measured {
+fn measure(mut cmd: Command) -> Measured {
     let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_abatch"))
-        .args(["--url", &server.url()])
-        .args(args)
-        .arg(input)
+    let child = cmd
         .env_remove("http_proxy")
         .env_remove("HTTP_PROXY")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("abatch starts");
+        .unwrap_or_else(|e| panic!("{cmd:?} does not start: {e}"));
     let mut status = 0;
     // SAFETY: rusage is plain data, and wait4 fills it for the child we just spawned.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -187,13 +226,50 @@ fn abatch(server: &MockServer, input: &Path, args: &[&str]) -> Measured {
     assert_eq!(waited, pid, "wait4 failed");
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "abatch {args:?} failed: status {status}"
+        "{cmd:?} failed: status {status}"
     );
     let seconds = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
     Measured {
         wall,
         cpu: seconds(usage.ru_utime) + seconds(usage.ru_stime),
         peak_rss_mib: usage.ru_maxrss as f64 / 1024.0,
+    }
+}
+
+/// A Python with aiohttp for the baseline, in a virtual environment made once under target/;
+/// None (and a note why) where it cannot be had.
+fn python_with_aiohttp() -> Option<PathBuf> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-venv");
+    let python = venv.join("bin/python");
+    let has_aiohttp = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import aiohttp"])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if has_aiohttp(&python) {
+        return Some(python);
+    }
+    eprintln!(
+        "setting up {} with aiohttp for the Python baseline",
+        venv.display()
+    );
+    let made = Command::new("python3")
+        .arg("-m")
+        .arg("venv")
+        .arg(&venv)
+        .status()
+        .is_ok_and(|s| s.success())
+        && Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "aiohttp"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if made && has_aiohttp(&python) {
+        Some(python)
+    } else {
+        eprintln!("no Python with aiohttp: the baseline is skipped");
+        None
     }
 }
 

@@ -329,17 +329,24 @@ impl Behavior {
     }
 }
 
-/// Waits until `deadline`, as closely as the machine's sleep allows. Latency counts from
-/// arrival, so reading the body does not add to it; and the last stretch is slept on a thread,
-/// because tokio's timer rounds up to the next millisecond, which would make a 20ms server a
-/// 21ms one.
+/// Waits until `deadline`, to within a few microseconds, so that a 20ms server takes 20ms.
+/// Latency counts from arrival, so reading the body does not add to it. tokio's timer rounds
+/// up to the next millisecond and a thread's sleep overshoots by up to half a millisecond on a
+/// virtual machine, so the last stretch is slept short on a thread and then waited out by
+/// yielding.
 async fn hold_until(deadline: Instant) {
     let coarse = deadline
-        .checked_sub(Duration::from_millis(2))
+        .checked_sub(Duration::from_millis(3))
         .unwrap_or(deadline);
     tokio::time::sleep_until(coarse.into()).await;
     let fine = tokio::task::spawn_blocking(move || {
-        std::thread::sleep(deadline.saturating_duration_since(Instant::now()))
+        let short = deadline
+            .checked_sub(Duration::from_millis(1))
+            .unwrap_or(deadline);
+        std::thread::sleep(short.saturating_duration_since(Instant::now()));
+        while Instant::now() < deadline {
+            std::thread::yield_now();
+        }
     });
     let _ = fine.await;
 }
