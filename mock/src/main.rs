@@ -11,6 +11,9 @@ use clap::Parser;
 /// A mock inference endpoint: POST it a JSON array of records and it answers with
 /// `{"echo": <record>}` for each, after the delays and failures you choose.
 ///
+/// A record can script the request that carries it: {"id": 7, "mock": {"delay_ms": 300,
+/// "status": 503}} delays that request by 300 ms and fails it with 503.
+///
 /// With a COMMAND, it serves on a free port, runs the command with ABATCH_URL set to its
 /// endpoint, and exits with the command's status.
 #[derive(Parser, Debug)]
