@@ -6,7 +6,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 
@@ -61,6 +61,32 @@ pub struct Cli {
     /// Input files of newline-delimited JSON; '-' or none means stdin
     #[arg(value_name = "FILE")]
     pub inputs: Vec<PathBuf>,
+}
+
+impl Cli {
+    /// Parses the command line and checks what no single flag can: that the output is not
+    /// also an input, which creating it would wipe before it is read.
+    pub fn parse_checked() -> Result<Cli, clap::Error> {
+        let cli = Cli::try_parse()?;
+        if let Some(output) = cli
+            .output
+            .as_deref()
+            .and_then(|o| std::fs::canonicalize(o).ok())
+        {
+            let clash = cli
+                .inputs
+                .iter()
+                .find(|input| std::fs::canonicalize(input).is_ok_and(|i| i == output));
+            if let Some(input) = clash {
+                let message = format!(
+                    "--output {} is also an input; it would be emptied before it is read",
+                    input.display()
+                );
+                return Err(Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message));
+            }
+        }
+        Ok(cli)
+    }
 }
 
 const AFTER_LONG_HELP: &str = "\
@@ -182,7 +208,6 @@ fn parse_header(text: &str) -> Result<Header, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn definition_is_consistent() {

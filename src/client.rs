@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
 use reqwest::{StatusCode, Url};
 use serde_json::value::RawValue;
 
@@ -34,6 +34,7 @@ pub struct Client {
 
 /// How much of an error body a message quotes.
 const QUOTED_BODY: usize = 200;
+const MAX_REDIRECTS: usize = 10;
 
 impl Client {
     pub fn new(url: Url, extra_headers: &[Header], timeout: Duration) -> anyhow::Result<Client> {
@@ -46,6 +47,16 @@ impl Client {
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("abatch/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                // 301, 302 and 303 would turn the POST into a GET without its body: report
+                // them rather than follow them.
+                let keeps_method = matches!(attempt.status().as_u16(), 307 | 308);
+                if keeps_method && attempt.previous().len() < MAX_REDIRECTS {
+                    attempt.follow()
+                } else {
+                    attempt.stop()
+                }
+            }))
             .tcp_nodelay(true)
             .build()
             .map_err(|e| anyhow::anyhow!("cannot set up the HTTP client: {}", root_cause(&e)))?;
@@ -69,14 +80,34 @@ impl Client {
             .await
             .map_err(|e| self.failure(&e))?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| self.failure(&e))?;
         if !status.is_success() {
             return Err(Failure::Status {
                 status,
-                body: quote(&body),
+                body: self.describe(response).await,
             });
         }
+        let body = response.bytes().await.map_err(|e| self.failure(&e))?;
         results(&body, batch.len())
+    }
+
+    /// What an unsuccessful answer says: where it redirects, or the start of its body.
+    async fn describe(&self, mut response: reqwest::Response) -> String {
+        if response.status().is_redirection() {
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|l| l.to_str().ok());
+            return format!("redirects to {}", location.unwrap_or("nowhere"));
+        }
+        let mut body = Vec::new();
+        while body.len() < QUOTED_BODY {
+            match response.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) => return format!("(body unreadable: {})", self.failure(&e)),
+            }
+        }
+        quote(&body)
     }
 
     fn failure(&self, error: &reqwest::Error) -> Failure {

@@ -11,12 +11,10 @@ mod output;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use crate::exit::Exit;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::Cli::parse_checked() {
         Ok(cli) => cli,
         Err(usage) => {
             let _ = usage.print();

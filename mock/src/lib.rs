@@ -37,7 +37,8 @@ pub struct Behavior {
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub latency_max: Option<Duration>,
 
-    /// Answer every request with this HTTP status and a short error body
+    /// Answer every request with this HTTP status and a short error body (and, for a 3xx, a
+    /// Location of /moved)
     #[arg(long, value_name = "CODE")]
     pub status: Option<u16>,
 
@@ -49,7 +50,8 @@ pub struct Behavior {
     #[arg(long)]
     pub wrong_count: bool,
 
-    /// Answer every request with this body, verbatim (for example, something that is not JSON)
+    /// Answer every request with this body, verbatim (for example, something that is not JSON),
+    /// with --status if given
     #[arg(long, value_name = "BODY")]
     pub reply: Option<String>,
 
@@ -294,7 +296,16 @@ async fn answer(
     }
     if let Some(code) = script.status.or(behavior.status) {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return Ok(reply(status, &format!("mock failure {code}\n")));
+        let body = behavior
+            .reply
+            .clone()
+            .unwrap_or_else(|| format!("mock failure {code}\n"));
+        let mut failure = reply(status, &body);
+        if status.is_redirection() {
+            let moved = hyper::header::HeaderValue::from_static("/moved");
+            failure.headers_mut().insert(hyper::header::LOCATION, moved);
+        }
+        return Ok(failure);
     }
     if let Some(body) = &behavior.reply {
         return Ok(reply(StatusCode::OK, body));

@@ -38,7 +38,7 @@ pub fn abatch_to(server: &MockServer) -> Command {
     cmd
 }
 
-/// The same, as a child process the test talks to while it runs.
+/// abatch pointed at `server`, as a child process the test talks to while it runs.
 pub fn spawn_to(server: &MockServer, args: &[&str]) -> Child {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_abatch"));
     for var in PROXY_VARS {

@@ -182,3 +182,47 @@ fn a_failure_stops_reading_even_from_an_idle_stdin() {
     assert!(stderr_of(&mut child).contains("HTTP 502 Bad Gateway"));
     drop(stdin);
 }
+
+#[test]
+fn a_redirect_that_would_drop_the_body_is_reported_not_followed() {
+    let server = server(Behavior {
+        status: Some(302),
+        ..Behavior::default()
+    });
+    let out = abatch_to(&server)
+        .write_stdin(records(0..2))
+        .assert()
+        .code(1);
+    let message = one_line(&out.get_output().stderr);
+    assert!(
+        message.contains("HTTP 302 Found: redirects to /moved"),
+        "{message}"
+    );
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn a_long_error_body_is_quoted_short_on_one_line() {
+    let page = format!(
+        "<html>\n<body>\n{}\n</body>\n</html>\n",
+        "Internal error. ".repeat(20_000)
+    );
+    let server = server(Behavior {
+        status: Some(500),
+        reply: Some(page),
+        ..Behavior::default()
+    });
+    let out = abatch_to(&server)
+        .write_stdin(records(0..1))
+        .assert()
+        .code(1);
+    let message = one_line(&out.get_output().stderr);
+    assert!(
+        message.contains("HTTP 500 Internal Server Error: <html> <body> Internal error."),
+        "{message}"
+    );
+    assert!(
+        message.len() < 400 && message.trim_end().ends_with('…'),
+        "{message}"
+    );
+}

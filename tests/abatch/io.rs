@@ -1,7 +1,6 @@
 //! Where records come from and where results go: files, stdin, `-o`, and a reader that leaves.
 
 use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 
 use crate::common::*;
 
@@ -86,16 +85,8 @@ fn a_closed_output_pipe_ends_the_run_quietly_and_promptly() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("big.jsonl");
     std::fs::write(&input, records(0..200_000)).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_abatch"))
-        .args(["--url", &server.url(), "-b", "10"])
-        .arg(&input)
-        .env_remove("http_proxy")
-        .env_remove("HTTP_PROXY")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let input = input.to_string_lossy();
+    let mut child = spawn_to(&server, &["-b", "10", &input]);
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
@@ -111,4 +102,35 @@ fn a_closed_output_pipe_ends_the_run_quietly_and_promptly() {
     assert_eq!(status.code(), Some(0));
     let sent: usize = sizes(&server).iter().sum();
     assert!(sent < 200_000, "kept sending after the reader left");
+}
+
+#[test]
+fn empty_input_sends_nothing_and_succeeds() {
+    let server = quick_server();
+    abatch_to(&server)
+        .write_stdin("\n  \n")
+        .assert()
+        .success()
+        .stdout("")
+        .stderr("");
+    assert!(server.requests().is_empty());
+}
+
+#[test]
+fn output_that_is_also_an_input_is_refused() {
+    let server = quick_server();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data.jsonl");
+    std::fs::write(&data, records(0..3)).unwrap();
+    let same = dir.path().join(".").join("data.jsonl");
+    let out = abatch_to(&server)
+        .arg(&data)
+        .arg("-o")
+        .arg(&same)
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert!(stderr.contains("is also an input"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&data).unwrap(), records(0..3));
+    assert!(server.requests().is_empty());
 }
