@@ -135,10 +135,14 @@ fn parse_count(text: &str) -> Result<NonZeroUsize, String> {
     NonZeroUsize::new(n).ok_or_else(|| "must be at least 1".to_string())
 }
 
+/// Longer than any run; a longer duration means the same and could overflow a clock.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
 /// A delay, which may be zero (send whatever has arrived without waiting).
 fn parse_delay(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("{e} (expected a duration such as 100ms, 2s or 1m)"))
+    let delay = humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{e} (expected a duration such as 100ms, 2s or 1m)"))?;
+    Ok(delay.min(FOREVER))
 }
 
 /// A time limit, which must leave some time.
@@ -241,6 +245,7 @@ mod tests {
         assert!(parse_bytes("0").is_err());
         assert!(parse_bytes("-1").is_err());
         assert_eq!(parse_delay("0ms").unwrap(), Duration::ZERO);
+        assert_eq!(parse_delay("500000000000years").unwrap(), FOREVER);
         assert!(parse_limit("0s").is_err());
         assert!(parse_delay("-1s").is_err());
         assert_eq!(parse_count("8").unwrap().get(), 8);

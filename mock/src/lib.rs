@@ -291,8 +291,11 @@ async fn answer(
         std::future::pending::<()>().await;
     }
     let delay = script.delay.unwrap_or_else(|| behavior.delay());
-    if !delay.is_zero() {
-        hold_until(arrived + delay).await;
+    match arrived.checked_add(delay) {
+        Some(deadline) if !delay.is_zero() => hold_until(deadline).await,
+        Some(_) => {}
+        // Beyond what a clock can hold: as good as never.
+        None => std::future::pending().await,
     }
     if let Some(code) = script.status.or(behavior.status) {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -54,6 +54,17 @@ fn end_of_input_sends_the_partial_batch_at_once() {
 }
 
 #[test]
+fn durations_longer_than_a_clock_can_hold_mean_forever() {
+    let server = quick_server();
+    abatch_to(&server)
+        .args(["-t", "500000000000years", "--timeout", "500000000000years"])
+        .write_stdin(records(0..2))
+        .assert()
+        .success();
+    assert_eq!(sizes(&server), vec![2]);
+}
+
+#[test]
 fn timeout_flushes_while_stdin_is_open_and_idle() {
     let server = quick_server();
     let mut child = spawn_to(&server, &["-b", "100", "-t", "300ms", "--ordered"]);
