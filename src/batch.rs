@@ -311,6 +311,77 @@ mod tests {
         assert!(batches.next().await.is_none());
     }
 
+    /// Random sizes, caps, timeouts and arrival gaps: every record comes out once and in order;
+    /// no batch is over its count or (unless alone) its byte cap; none is held past the timeout
+    /// from its first record; and one sent before that timeout had a reason to go.
+    #[tokio::test(start_paused = true)]
+    async fn property_every_record_once_in_order_and_on_time() {
+        let mut rng = crate::testing::Rng::new(31);
+        for case in 0..300 {
+            let size = 1 + rng.below(8) as usize;
+            let cap = (rng.below(2) == 0).then(|| 8 + rng.below(40) as usize);
+            let timeout = Duration::from_millis(1 + rng.below(50));
+            let count = rng.below(80) as usize;
+            let plan: Vec<(Duration, usize)> = (0..count)
+                .map(|_| {
+                    let gap = if rng.below(3) == 0 { rng.below(80) } else { 0 };
+                    (Duration::from_millis(gap), 1 + rng.below(12) as usize)
+                })
+                .collect();
+            let start = Instant::now();
+            let mut arrivals = Vec::new();
+            let mut at = start;
+            for (gap, _) in &plan {
+                at += *gap;
+                arrivals.push(at);
+            }
+            let lengths: Vec<usize> = plan.iter().map(|(_, len)| *len).collect();
+
+            let (tx, rx) = mpsc::unbounded();
+            let producer = tokio::spawn(async move {
+                for (line, (gap, len)) in (1..).zip(plan) {
+                    tokio::time::sleep(gap).await;
+                    let _ = tx.unbounded_send(Ok(record("p", line, &"7".repeat(len))));
+                }
+            });
+            let mut batches = Box::pin(batches(rx, limits(size, cap, timeout.as_millis() as u64)));
+            let mut sent = Vec::new();
+            while let Some(batch) = batches.next().await {
+                let lines: Vec<usize> = batch
+                    .unwrap()
+                    .records
+                    .iter()
+                    .map(|r| r.at.line as usize - 1)
+                    .collect();
+                sent.push((Instant::now(), lines));
+            }
+            producer.await.unwrap();
+
+            let all: Vec<usize> = sent.iter().flat_map(|(_, lines)| lines.clone()).collect();
+            assert_eq!(all, (0..count).collect::<Vec<_>>(), "case {case}");
+            for (n, (when, lines)) in sent.iter().enumerate() {
+                let body = body_len(lines.len(), lines.iter().map(|&i| lengths[i]).sum());
+                assert!(lines.len() <= size, "case {case}: {} records", lines.len());
+                assert!(
+                    cap.is_none_or(|cap| body <= cap || lines.len() == 1),
+                    "case {case}: {body} bytes"
+                );
+                let due = arrivals[lines[0]] + timeout;
+                assert!(*when <= due, "case {case}: batch {n} held past its timeout");
+                let next = lines.last().map(|&i| i + 1).filter(|&i| i < count);
+                let full = lines.len() == size
+                    || cap.is_some_and(|cap| {
+                        body + 2 > cap || next.is_some_and(|i| body + 1 + lengths[i] > cap)
+                    });
+                let last = n + 1 == sent.len();
+                assert!(
+                    *when >= due || full || last,
+                    "case {case}: batch {n} sent early without a reason"
+                );
+            }
+        }
+    }
+
     #[test]
     fn span_names_lines_and_files() {
         let batch = |records| Batch { records };

@@ -8,6 +8,8 @@ mod exit;
 mod input;
 mod order;
 mod output;
+#[cfg(test)]
+mod testing;
 
 use std::process::ExitCode;
 

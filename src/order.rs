@@ -32,7 +32,8 @@ pin_project! {
 
 /// Runs the futures of `input` with at most `active` unfinished at once and yields their
 /// outputs in input order. While the oldest is unfinished, at most `waiting` finished outputs
-/// are held; when that many are, no new future starts (so reading pauses).
+/// are held; when that many are, no new future starts (so reading pauses). Both limits are
+/// at least 1.
 pub fn ordered<S>(input: S, active: usize, waiting: usize) -> Ordered<S>
 where
     S: Stream,
@@ -45,7 +46,7 @@ where
         started: 0,
         emitted: 0,
         active: active.max(1),
-        waiting,
+        waiting: waiting.max(1),
     }
 }
 
@@ -178,14 +179,48 @@ mod tests {
 
     /// A cheap deterministic spread of delays (1-40 ms).
     fn spread_ms() -> u64 {
-        thread_local!(static STATE: Cell<u64> = const { Cell::new(0x9E37_79B9_7F4A_7C15) });
-        STATE.with(|s| {
-            let mut x = s.get();
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            s.set(x);
-            1 + x % 40
-        })
+        thread_local!(static RNG: std::cell::RefCell<crate::testing::Rng> = std::cell::RefCell::new(crate::testing::Rng::new(7)));
+        RNG.with(|rng| 1 + rng.borrow_mut().below(40))
+    }
+
+    /// Random delays, limits and lengths: every output comes out once, in input order, with
+    /// never more than `active` running nor more than `active + waiting` outstanding.
+    #[tokio::test(start_paused = true)]
+    async fn property_in_order_exactly_once_within_both_limits() {
+        let mut rng = crate::testing::Rng::new(2024);
+        for case in 0..300 {
+            let count = rng.below(60) as usize;
+            let active = 1 + rng.below(6) as usize;
+            let waiting = rng.below(10) as usize;
+            let delays: Vec<u64> = (0..count).map(|_| rng.below(50)).collect();
+            let (running, peak, started): (Rc<Cell<usize>>, Rc<Cell<usize>>, Rc<Cell<usize>>) =
+                Default::default();
+            let emitted = Rc::new(Cell::new(0usize));
+            let outstanding_peak = Rc::new(Cell::new(0usize));
+            let (counted, gone, most) =
+                (started.clone(), emitted.clone(), outstanding_peak.clone());
+            let input = sleepers(delays, &running, &peak, &started).map(move |future| {
+                let (counted, gone, most) = (counted.clone(), gone.clone(), most.clone());
+                async move {
+                    // This one is about to start: it counts as outstanding from now.
+                    most.set(most.get().max(counted.get() + 1 - gone.get()));
+                    future.await
+                }
+            });
+            let mut out = Box::pin(ordered(input, active, waiting));
+            let mut seen = Vec::new();
+            while let Some(i) = out.next().await {
+                seen.push(i);
+                emitted.set(emitted.get() + 1);
+            }
+            assert_eq!(seen, (0..count).collect::<Vec<_>>(), "case {case}");
+            assert!(peak.get() <= active, "case {case}: {} running", peak.get());
+            let window = active + waiting.max(1);
+            assert!(
+                outstanding_peak.get() <= window,
+                "case {case}: {} outstanding",
+                outstanding_peak.get()
+            );
+        }
     }
 }
