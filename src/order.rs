@@ -117,12 +117,14 @@ mod tests {
     use std::rc::Rc;
     use std::time::Duration;
 
+    type Counter = Rc<Cell<usize>>;
+
     /// Futures that sleep for the given milliseconds, counting how many run at once.
     fn sleepers(
         delays: Vec<u64>,
-        running: &Rc<Cell<usize>>,
-        peak: &Rc<Cell<usize>>,
-        started: &Rc<Cell<usize>>,
+        running: &Counter,
+        peak: &Counter,
+        started: &Counter,
     ) -> impl Stream<Item = impl Future<Output = usize>> {
         let (running, peak, started) = (running.clone(), peak.clone(), started.clone());
         futures::stream::iter(delays.into_iter().enumerate()).map(move |(i, ms)| {
@@ -193,8 +195,7 @@ mod tests {
             let active = 1 + rng.below(6) as usize;
             let waiting = rng.below(10) as usize;
             let delays: Vec<u64> = (0..count).map(|_| rng.below(50)).collect();
-            let (running, peak, started): (Rc<Cell<usize>>, Rc<Cell<usize>>, Rc<Cell<usize>>) =
-                Default::default();
+            let (running, peak, started): (Counter, Counter, Counter) = Default::default();
             let emitted = Rc::new(Cell::new(0usize));
             let outstanding_peak = Rc::new(Cell::new(0usize));
             let (counted, gone, most) =
