@@ -46,8 +46,13 @@ async fn pipe(cli: Cli) -> anyhow::Result<()> {
         async move {
             let results = match batch {
                 Ok(batch) => client.send(&batch).await.map_err(|failure| {
+                    let records = if batch.len() == 1 {
+                        "record"
+                    } else {
+                        "records"
+                    };
                     anyhow!(
-                        "batch of {} records, {}: {failure}",
+                        "batch of {} {records}, {}: {failure}",
                         batch.len(),
                         batch.span()
                     )

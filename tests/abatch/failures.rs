@@ -218,7 +218,7 @@ fn a_long_error_body_is_quoted_short_on_one_line() {
         .code(1);
     let message = one_line(&out.get_output().stderr);
     assert!(
-        message.contains("HTTP 500 Internal Server Error: <html> <body> Internal error."),
+        message.contains("batch of 1 record, line 1 of <stdin>: HTTP 500 Internal Server Error: <html> <body> Internal error."),
         "{message}"
     );
     assert!(
