@@ -104,23 +104,39 @@ fn write_lines(sink: impl Write, mut queue: mpsc::Receiver<Results>) -> io::Resu
 /// Appends `json` (valid JSON) without the whitespace between its tokens, so that a result
 /// pretty-printed by a server still fits on one line. Strings and numbers keep their text.
 fn compact_into(json: &str, out: &mut Vec<u8>) {
-    let mut in_string = false;
-    let mut escaped = false;
-    for &byte in json.as_bytes() {
-        if in_string {
-            out.push(byte);
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
+    let bytes = json.as_bytes();
+    let mut at = 0;
+    while let Some(&byte) = bytes.get(at) {
+        match byte {
+            b' ' | b'\t' | b'\n' | b'\r' => at += 1,
+            b'"' => {
+                let end = string_end(bytes, at);
+                out.extend_from_slice(&bytes[at..end]);
+                at = end;
             }
-        } else if !matches!(byte, b' ' | b'\t' | b'\n' | b'\r') {
-            out.push(byte);
-            in_string = byte == b'"';
+            _ => {
+                out.push(byte);
+                at += 1;
+            }
         }
     }
+}
+
+/// Where the string that opens at `start` ends (just past its closing quote), skipping
+/// escaped quotes a whole run at a time.
+fn string_end(bytes: &[u8], start: usize) -> usize {
+    let mut at = start + 1;
+    while let Some(found) = bytes
+        .get(at..)
+        .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+    {
+        let special = at + found;
+        if bytes[special] == b'"' {
+            return special + 1;
+        }
+        at = special + 2;
+    }
+    bytes.len()
 }
 
 #[cfg(test)]
@@ -144,5 +160,8 @@ mod tests {
             compact("12345678901234567890123"),
             "12345678901234567890123"
         );
+        assert_eq!(compact(r#"[ "a\\" , "\"b\" c" ]"#), r#"["a\\","\"b\" c"]"#);
+        // Never past the end, even on a truncated escape.
+        assert_eq!(compact(r#""abc\"#), r#""abc\"#);
     }
 }
