@@ -134,3 +134,18 @@ fn output_that_is_also_an_input_is_refused() {
     assert_eq!(std::fs::read_to_string(&data).unwrap(), records(0..3));
     assert!(server.requests().is_empty());
 }
+
+#[test]
+fn a_failing_output_is_an_error_naming_it() {
+    let server = quick_server();
+    let out = abatch_to(&server)
+        .args(["-o", "/dev/full"])
+        .write_stdin(records(0..3))
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        "abatch: cannot write to /dev/full: No space left on device (os error 28)"
+    );
+}
