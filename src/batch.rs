@@ -139,26 +139,22 @@ where
             match this.input.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(record))) => {
                     let record_bytes = record.json.get().len();
-                    if this.pending.is_empty() {
-                        this.deadline
-                            .as_mut()
-                            .reset(Instant::now() + this.limits.timeout);
-                        *this.pending_bytes = body_len(1, record_bytes);
-                        this.pending.push(record);
-                        continue;
-                    }
                     let grown = *this.pending_bytes + 1 + record_bytes;
-                    if this.limits.bytes.is_some_and(|max| grown > max.get()) {
-                        let full = Self::take(this.pending, this.limits);
-                        this.deadline
-                            .as_mut()
-                            .reset(Instant::now() + this.limits.timeout);
+                    let overflows = !this.pending.is_empty()
+                        && this.limits.bytes.is_some_and(|max| grown > max.get());
+                    // A record that does not fit sends the batch and starts the next one.
+                    let full = overflows.then(|| Self::take(this.pending, this.limits));
+                    if this.pending.is_empty() {
+                        let due = Instant::now() + this.limits.timeout;
+                        this.deadline.as_mut().reset(due);
                         *this.pending_bytes = body_len(1, record_bytes);
-                        this.pending.push(record);
+                    } else {
+                        *this.pending_bytes = grown;
+                    }
+                    this.pending.push(record);
+                    if let Some(full) = full {
                         return Poll::Ready(Some(Ok(full)));
                     }
-                    *this.pending_bytes = grown;
-                    this.pending.push(record);
                 }
                 Poll::Ready(Some(Err(error))) => {
                     if this.pending.is_empty() {
