@@ -28,7 +28,8 @@ pub enum Failure {
 pub struct Client {
     http: reqwest::Client,
     url: Url,
-    headers: HeaderMap,
+    /// host:port, for messages.
+    endpoint: String,
     timeout: Duration,
 }
 
@@ -47,6 +48,7 @@ impl Client {
         }
         let http = reqwest::Client::builder()
             .user_agent(concat!("abatch/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers)
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
                 // 301, 302 and 303 would turn the POST into a GET without its body: report
                 // them rather than follow them.
@@ -60,10 +62,16 @@ impl Client {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| anyhow::anyhow!("cannot set up the HTTP client: {}", root_cause(&e)))?;
+        // host_str keeps the brackets of an IPv6 address.
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let endpoint = match url.port_or_known_default() {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        };
         Ok(Client {
             http,
             url,
-            headers,
+            endpoint,
             timeout,
         })
     }
@@ -73,7 +81,6 @@ impl Client {
         let response = self
             .http
             .post(self.url.clone())
-            .headers(self.headers.clone())
             .timeout(self.timeout)
             .body(body(batch))
             .send()
@@ -114,13 +121,8 @@ impl Client {
         if error.is_timeout() {
             Failure::Timeout(self.timeout)
         } else if error.is_connect() {
-            let host = self.url.host_str().unwrap_or_default();
-            let host = match self.url.port_or_known_default() {
-                Some(port) => format!("{host}:{port}"),
-                None => host.to_owned(),
-            };
             Failure::Connect {
-                host,
+                host: self.endpoint.clone(),
                 cause: root_cause(error),
             }
         } else {
