@@ -1,6 +1,9 @@
 //! Bounded concurrency, and output in input order or as completed.
 
-use std::time::Duration;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::common::*;
 
@@ -100,4 +103,57 @@ fn a_slow_batch_in_ordered_mode_does_not_idle_the_other_slots() {
         during_head <= 4 + 16,
         "{during_head} requests: the reorder window is unbounded"
     );
+}
+
+#[test]
+fn reading_pauses_while_every_slot_is_busy() {
+    let server = server(Behavior {
+        hang: true,
+        ..Behavior::default()
+    });
+    let mut child = spawn_to(&server, &["-b", "10", "-c", "2"]);
+    let mut stdin = child.stdin.take().unwrap();
+    let written = Arc::new(AtomicUsize::new(0));
+    let writer = {
+        let written = written.clone();
+        std::thread::spawn(move || {
+            let block = records(0..10_000);
+            // About 150 MB, far more than abatch may hold while nothing comes back.
+            for _ in 0..1_000 {
+                if stdin.write_all(block.as_bytes()).is_err() {
+                    break;
+                }
+                written.fetch_add(block.len(), Ordering::SeqCst);
+            }
+        })
+    };
+    assert_eq!(server.wait_for_requests(2, PATIENCE).len(), 2);
+    // Wait for the writer to stall: reading has paused once its count stops moving.
+    let deadline = Instant::now() + PATIENCE;
+    let mut seen = usize::MAX;
+    while written.load(Ordering::SeqCst) != seen {
+        assert!(Instant::now() < deadline, "the writer never stalled");
+        seen = written.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        seen < 10 << 20,
+        "abatch read {seen} bytes with both slots stuck"
+    );
+    assert_eq!(server.requests().len(), 2, "a third request started");
+    let rss = resident_kib(child.id());
+    assert!(rss < 40 * 1024, "{rss} KiB resident");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = writer.join();
+}
+
+/// The resident memory of a running process, from /proc.
+fn resident_kib(pid: u32) -> usize {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc is readable");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
 }
