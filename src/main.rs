@@ -11,6 +11,7 @@ mod output;
 #[cfg(test)]
 mod testing;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use crate::exit::Exit;
@@ -31,7 +32,8 @@ fn main() -> ExitCode {
     match app::run(cli) {
         Ok(()) => Exit::Success.into(),
         Err(err) => {
-            eprintln!("abatch: {err:#}");
+            // Not eprintln!, which panics when stderr is closed.
+            let _ = writeln!(std::io::stderr(), "abatch: {err:#}");
             Exit::Failure.into()
         }
     }
