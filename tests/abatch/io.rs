@@ -149,3 +149,20 @@ fn a_failing_output_is_an_error_naming_it() {
         "abatch: cannot write to /dev/full: No space left on device (os error 28)"
     );
 }
+
+#[test]
+fn the_quickstart_fixture_gives_the_expected_output() {
+    let server = quick_server();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = abatch_to(&server)
+        .args(["--ordered", "-b", "4"])
+        .arg(format!("{root}/fixtures/reviews.jsonl"))
+        .assert()
+        .success();
+    let expected =
+        std::fs::read_to_string(format!("{root}/fixtures/expected/reviews.jsonl")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.get_output().stdout), expected);
+    let mut seen = sizes(&server);
+    seen.sort_unstable();
+    assert_eq!(seen, vec![2, 4, 4]);
+}
