@@ -1,34 +1,71 @@
-//! Wires the pipe top to bottom: input → batches → requests (bounded, ordered or as completed)
-//! → output, and decides how the run ends.
+//! Wires the pipe top to bottom: input → batches → exchanges (bounded, ordered or as completed)
+//! → output and dead letters, and decides how the run ends.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::anyhow;
 use futures::StreamExt;
-use tokio_util::sync::CancellationToken;
 
 use crate::batch::{self, Limits};
-use crate::cli::Cli;
+use crate::cli::{Cli, OnError};
 use crate::client::Client;
-use crate::input;
+use crate::exchange::{Exchanger, Outcome, Part};
+use crate::exit::Exit;
+use crate::input::{self, Record};
 use crate::order;
-use crate::output::{Output, Reader};
+use crate::output::{self, DeadLetter, Lines, Output, Reader, Sinks};
+use crate::retry::Policy;
+use crate::stop::{Stop, Unsent};
+use crate::summary::{Summary, Tally};
 
 /// Finished batches that may wait behind a slow one, per connection slot, with --ordered.
 const WAITING_PER_SLOT: usize = 4;
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub fn run(cli: Cli) -> anyhow::Result<Exit> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| anyhow!("cannot start the runtime: {e}"))?;
     let outcome = runtime.block_on(pipe(cli));
-    // Requests still in flight after a failure are dropped, not awaited.
+    // Requests still in flight when the reader of the output went away are dropped.
     runtime.shutdown_background();
     outcome
 }
 
-async fn pipe(cli: Cli) -> anyhow::Result<()> {
-    let client = Client::new(cli.url, &cli.headers, cli.timeout)?;
-    let output = Output::open(cli.output.as_deref())?;
+/// Writes a line on stderr; not eprintln!, which panics when stderr is closed.
+pub fn say(message: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stderr(), "abatch: {message}");
+}
+
+async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
+    let started = Instant::now();
+    if cli.insecure {
+        say("warning: --insecure: TLS certificates are not verified");
+    }
+    let client = Client::new(&cli)?;
+    let resumed = match (&cli.output, cli.resume) {
+        (Some(output), true) => output::complete_lines(output)?,
+        _ => 0,
+    };
+    let sinks = Sinks {
+        output: cli.output.as_deref(),
+        errors: cli.errors.as_deref(),
+        append: cli.resume,
+    };
+    let output = Output::open(&sinks)?;
+    let errors_name = sinks.errors_name();
+
+    let stop = Stop::default();
+    let tally = Tally::default();
+    let policy = Policy {
+        retries: cli.retries,
+        backoff: cli.retry_backoff,
+        split: cli.split_on_error,
+    };
+    let aborts = cli.on_error == OnError::Abort;
+    let exchanger = Exchanger::new(&client, policy, cli.rate, &stop, &tally, aborts);
     let limits = Limits {
         records: cli.batch_size,
         bytes: cli.max_batch_bytes,
@@ -36,33 +73,30 @@ async fn pipe(cli: Cli) -> anyhow::Result<()> {
     };
     let concurrency = cli.concurrency.get();
 
-    // A failure stops reading at once, even from an idle stdin; batches already in flight
-    // still finish.
-    let stop = CancellationToken::new();
-    let batches = batch::batches(input::records(cli.inputs), limits)
-        .take_until(stop.clone().cancelled_owned());
-    let exchanges = batches.map(|batch| {
-        let (client, stop) = (&client, &stop);
+    let stops = input::Stops {
+        finish: stop.finish_reading().clone(),
+        abandon: stop.abandon_reading().clone(),
+    };
+    let mut to_skip = resumed;
+    let records = input::records(cli.inputs, cli.max_line_bytes.get(), stops).filter(|record| {
+        let skip = record.is_ok() && to_skip > 0;
+        if skip {
+            to_skip -= 1;
+            tally.skipped.set(tally.skipped.get() + 1);
+        } else if record.is_ok() {
+            tally.read();
+        }
+        futures::future::ready(!skip)
+    });
+    let exchanges = batch::batches(records, limits).map(|batch| {
+        let (exchanger, tally) = (&exchanger, &tally);
         async move {
-            let results = match batch {
-                Ok(batch) => client.send(&batch).await.map_err(|failure| {
-                    let records = if batch.len() == 1 {
-                        "record"
-                    } else {
-                        "records"
-                    };
-                    anyhow!(
-                        "batch of {} {records}, {}: {failure}",
-                        batch.len(),
-                        batch.span()
-                    )
-                }),
-                Err(input_error) => Err(input_error),
-            };
-            if results.is_err() {
-                stop.cancel();
-            }
-            results
+            let batch = batch?;
+            Tally::add(&tally.batches, 1);
+            Tally::add(&tally.in_flight, 1);
+            let outcome = exchanger.outcome(batch).await;
+            tally.in_flight.set(tally.in_flight.get() - 1);
+            Ok(outcome)
         }
     });
     let completed = if cli.ordered {
@@ -70,36 +104,191 @@ async fn pipe(cli: Cli) -> anyhow::Result<()> {
     } else {
         exchanges.buffer_unordered(concurrency).right_stream()
     };
-    let mut completed = std::pin::pin!(completed);
 
-    let mut first_failure = None;
-    let mut failures = 0usize;
-    while let Some(results) = completed.next().await {
-        match results {
-            Ok(results) => {
-                if output.write(results).await == Reader::Gone {
-                    break;
-                }
+    let mut router = Router {
+        on_error: cli.on_error,
+        ordered: cli.ordered,
+        stop: &stop,
+        tally: &tally,
+        output: &output,
+        first_failure: None,
+        failed_batches: 0,
+        input_error: None,
+        gap: None,
+        reader: Reader::Listening,
+    };
+    let drive = async {
+        let mut completed = std::pin::pin!(completed);
+        while let Some(outcome) = completed.next().await {
+            match outcome {
+                Ok(outcome) => router.route(outcome).await,
+                Err(input_error) => router.input_error = Some(input_error),
             }
-            Err(failure) => {
-                failures += 1;
-                first_failure.get_or_insert(failure);
-                // In input order, nothing after a failure may be written.
-                if cli.ordered {
-                    break;
+            if router.reader == Reader::Gone {
+                break;
+            }
+        }
+    };
+    tokio::select! {
+        biased;
+        () = drive => {}
+        () = stop.watch_signals(|| tally.in_flight.get()) => {}
+    }
+    let Router {
+        first_failure,
+        failed_batches,
+        input_error,
+        reader,
+        ..
+    } = router;
+    // finish() first: it tells a closed pipe from a failed write.
+    let finished = output.finish().await?;
+    let reader_gone = reader == Reader::Gone || finished == Reader::Gone;
+
+    let exit = if let Some(signal) = stop.signalled() {
+        signal
+    } else if input_error.is_some() || (aborts && failed_batches > 0) {
+        Exit::Aborted
+    } else if tally.dead() > 0 {
+        Exit::SomeFailed
+    } else {
+        Exit::Success
+    };
+    if let Some(first) = first_failure {
+        let label = if aborts { "" } else { "first failure: " };
+        match failed_batches {
+            0 | 1 => say(format_args!("{label}{first}")),
+            n => say(format_args!(
+                "{label}{first} (and {} more failed batches)",
+                n - 1
+            )),
+        }
+    }
+    if let Some(input_error) = input_error {
+        say(format_args!("{input_error:#}"));
+    }
+    if !cli.quiet || exit != Exit::Success {
+        let output_name = cli.output.as_ref().map(|p| p.display().to_string());
+        say(Summary {
+            tally: &tally,
+            elapsed: started.elapsed(),
+            errors: &errors_name,
+            reader_gone,
+            resumed_from: output_name.as_deref(),
+        });
+    }
+    Ok(exit)
+}
+
+/// Sends each part of each outcome where it belongs under the error policy: results to the
+/// output, records without one to the dead-letter sink (and a null line each with
+/// --on-error null).
+struct Router<'a> {
+    on_error: OnError,
+    ordered: bool,
+    stop: &'a Stop,
+    tally: &'a Tally,
+    output: &'a Output,
+    /// The first failure, described for the final message.
+    first_failure: Option<String>,
+    failed_batches: usize,
+    input_error: Option<anyhow::Error>,
+    /// With --ordered: why results can no longer be written (an earlier record has none and
+    /// no line stands in for it).
+    gap: Option<&'static str>,
+    reader: Reader,
+}
+
+impl Router<'_> {
+    async fn route(&mut self, outcome: Outcome) {
+        let Outcome { records, parts } = outcome;
+        let mut records = records.into_iter();
+        for part in parts {
+            let n = part.len();
+            let these = records.by_ref().take(n);
+            match part {
+                Part::Answered(results) => match self.gap {
+                    None => {
+                        these.for_each(drop);
+                        Tally::add(&self.tally.answered, n);
+                        self.write(Lines::Results(results)).await;
+                    }
+                    Some(why) => {
+                        let error = format!("answered, but not written: {why}");
+                        Tally::add(&self.tally.unsent, n);
+                        self.write(dead_letters(these, &error, None, 0)).await;
+                    }
+                },
+                Part::Failed {
+                    failure, attempts, ..
+                } => {
+                    let these: Vec<Record> = these.collect();
+                    self.failed_batches += 1;
+                    if self.first_failure.is_none() {
+                        let span = batch::span(&these);
+                        let records = if n == 1 { "record" } else { "records" };
+                        self.first_failure =
+                            Some(format!("batch of {n} {records}, {span}: {failure}"));
+                    }
+                    Tally::add(&self.tally.failed, n);
+                    let status = failure.status().map(|s| s.as_u16());
+                    let letters =
+                        dead_letters(these.into_iter(), &failure.to_string(), status, attempts);
+                    match self.on_error {
+                        OnError::Abort => {
+                            self.stop.abort();
+                            self.stop.cancel_in_flight();
+                            self.leave_gap(Unsent::Aborted);
+                        }
+                        OnError::Skip => {}
+                        OnError::Null => self.write(Lines::Nulls(n)).await,
+                    }
+                    self.write(letters).await;
+                }
+                Part::Unsent { why, .. } => {
+                    Tally::add(&self.tally.unsent, n);
+                    self.leave_gap(why);
+                    self.write(dead_letters(these, why.describe(), None, 0))
+                        .await;
                 }
             }
         }
     }
-    if output.finish().await? == Reader::Gone {
-        return Ok(());
+
+    /// With --ordered, nothing after records that have no line may be written.
+    fn leave_gap(&mut self, why: Unsent) {
+        if self.ordered && self.gap.is_none() {
+            self.gap = Some(match why {
+                Unsent::Aborted => "an earlier batch failed and the output keeps input order",
+                Unsent::Interrupted => {
+                    "an earlier batch was interrupted and the output keeps input order"
+                }
+            });
+        }
     }
-    match first_failure {
-        None => Ok(()),
-        Some(failure) if failures > 1 => Err(anyhow!(
-            "{failure:#} (and {} more failed batches)",
-            failures - 1
-        )),
-        Some(failure) => Err(failure),
+
+    async fn write(&mut self, lines: Lines) {
+        if self.reader == Reader::Listening {
+            self.reader = self.output.write(lines).await;
+        }
     }
+}
+
+fn dead_letters(
+    records: impl Iterator<Item = Record>,
+    error: &str,
+    status: Option<u16>,
+    attempts: u32,
+) -> Lines {
+    let error: Arc<str> = Arc::from(error);
+    Lines::DeadLetters(
+        records
+            .map(|record| DeadLetter {
+                record,
+                error: error.clone(),
+                status,
+                attempts,
+            })
+            .collect(),
+    )
 }

@@ -32,15 +32,9 @@ pub struct Batch {
     pub records: Vec<Record>,
 }
 
-impl Batch {
-    pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    /// Which records these are, for messages: "lines 3-9 of data.jsonl".
-    pub fn span(&self) -> Span<'_> {
-        Span(&self.records)
-    }
+/// Which records these are, for messages: "lines 3-9 of data.jsonl".
+pub fn span(records: &[Record]) -> Span<'_> {
+    Span(records)
 }
 
 pub struct Span<'a>(&'a [Record]);
@@ -301,7 +295,7 @@ mod tests {
             limits(10, None, 60_000),
         ));
         let first = batches.next().await.unwrap().unwrap();
-        assert_eq!(first.len(), 2);
+        assert_eq!(first.records.len(), 2);
         let err = batches.next().await.unwrap().unwrap_err();
         assert_eq!(err.to_string(), "a:3: invalid JSON");
         assert!(batches.next().await.is_none());
@@ -380,21 +374,16 @@ mod tests {
 
     #[test]
     fn span_names_lines_and_files() {
-        let batch = |records| Batch { records };
         assert_eq!(
-            batch(vec![record("a.jsonl", 4, "1")]).span().to_string(),
+            span(&[record("a.jsonl", 4, "1")]).to_string(),
             "line 4 of a.jsonl"
         );
         assert_eq!(
-            batch(vec![record("a.jsonl", 4, "1"), record("a.jsonl", 9, "1")])
-                .span()
-                .to_string(),
+            span(&[record("a.jsonl", 4, "1"), record("a.jsonl", 9, "1")]).to_string(),
             "lines 4-9 of a.jsonl"
         );
         assert_eq!(
-            batch(vec![record("a.jsonl", 99, "1"), record("<stdin>", 2, "1")])
-                .span()
-                .to_string(),
+            span(&[record("a.jsonl", 99, "1"), record("<stdin>", 2, "1")]).to_string(),
             "a.jsonl:99 to <stdin>:2"
         );
     }

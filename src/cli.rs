@@ -2,8 +2,8 @@
 //! type that cannot hold a bad setting, so mistakes stop as usage errors before anything runs.
 
 use std::fmt;
-use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser};
@@ -26,79 +26,193 @@ pub struct Cli {
     #[arg(short, long, env = "ABATCH_URL", hide_env_values = true, value_name = "URL", value_parser = parse_url)]
     pub url: Url,
 
-    /// Most records in one batch
-    #[arg(short, long, value_name = "N", default_value = "32", value_parser = parse_count)]
-    pub batch_size: NonZeroUsize,
-
-    /// Send a batch that is not full this long after its first record arrived (e.g. 100ms, 2s, 1m)
-    #[arg(short = 't', long, value_name = "DURATION", default_value = "100ms", value_parser = parse_delay)]
-    pub batch_timeout: Duration,
-
-    /// Most batches in flight at once; reading pauses while that many are outstanding
-    #[arg(short, long, value_name = "N", default_value = "4", value_parser = parse_count)]
-    pub concurrency: NonZeroUsize,
-
-    /// Write results in input order (default: as each batch completes)
-    #[arg(long)]
-    pub ordered: bool,
-
-    /// Also send a batch before its body (the JSON array) would grow past this size (e.g. 4MiB)
-    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
-    pub max_batch_bytes: Option<NonZeroUsize>,
-
-    /// Give up on a request that has not been fully answered after this long
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_limit)]
-    pub timeout: Duration,
-
-    /// Extra request header, 'Name: value' (repeatable); values never appear in messages
-    #[arg(short = 'H', long = "header", value_name = "HEADER", value_parser = HeaderParser)]
-    pub headers: Vec<Header>,
-
-    /// Write results to FILE instead of stdout
-    #[arg(short, long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-
     /// Input files of newline-delimited JSON; '-' or none means stdin
     #[arg(value_name = "FILE")]
     pub inputs: Vec<PathBuf>,
+
+    /// Longest input line accepted; a longer one is an input error, not an out-of-memory
+    #[arg(long, value_name = "BYTES", default_value = "64MiB", value_parser = parse_bytes, help_heading = "Input")]
+    pub max_line_bytes: NonZeroUsize,
+
+    /// Most records in one batch
+    #[arg(short, long, value_name = "N", default_value = "32", value_parser = parse_count, help_heading = "Batching")]
+    pub batch_size: NonZeroUsize,
+
+    /// Send a batch that is not full this long after its first record arrived (e.g. 100ms, 2s, 1m)
+    #[arg(short = 't', long, value_name = "DURATION", default_value = "100ms", value_parser = parse_delay, help_heading = "Batching")]
+    pub batch_timeout: Duration,
+
+    /// Also send a batch before its body (the JSON array) would grow past this size (e.g. 4MiB)
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, help_heading = "Batching")]
+    pub max_batch_bytes: Option<NonZeroUsize>,
+
+    /// Most batches in flight at once; reading pauses while that many are outstanding
+    #[arg(short, long, value_name = "N", default_value = "4", value_parser = parse_count, help_heading = "Requests")]
+    pub concurrency: NonZeroUsize,
+
+    /// Give up on an attempt that has not been fully answered after this long
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_limit, help_heading = "Requests")]
+    pub timeout: Duration,
+
+    /// Start at most N requests per second or minute, retries included (e.g. 20/s, 600/m)
+    #[arg(long, value_name = "N/s|N/m", value_parser = parse_rate, help_heading = "Requests")]
+    pub rate: Option<Rate>,
+
+    /// Extra request header, 'Name: value', or @FILE for one header per line (repeatable);
+    /// values never appear in messages
+    #[arg(short = 'H', long = "header", value_name = "HEADER", value_parser = HeaderParser, help_heading = "Requests")]
+    pub headers: Vec<Headers>,
+
+    /// Also trust the CA certificates in this PEM file
+    #[arg(long, value_name = "FILE", help_heading = "Requests")]
+    pub cacert: Option<PathBuf>,
+
+    /// Do not verify TLS certificates (says so on stderr)
+    #[arg(long, help_heading = "Requests")]
+    pub insecure: bool,
+
+    /// Longest response body accepted; a longer one fails its batch
+    #[arg(long, value_name = "BYTES", default_value = "256MiB", value_parser = parse_bytes, help_heading = "Requests")]
+    pub max_response_bytes: NonZeroUsize,
+
+    /// Write results to FILE instead of stdout
+    #[arg(short, long, value_name = "FILE", help_heading = "Output")]
+    pub output: Option<PathBuf>,
+
+    /// Write results in input order (default: as each batch completes)
+    #[arg(long, help_heading = "Output")]
+    pub ordered: bool,
+
+    /// Continue an interrupted run: keep the complete lines of --output, skip that many
+    /// records, and append the rest (needs --ordered and --output)
+    #[arg(long, requires_all = ["ordered", "output"], help_heading = "Output")]
+    pub resume: bool,
+
+    /// Extra attempts for a batch that failed in a way that may pass on a second try
+    /// (no connection, timeout, HTTP 408, 429, 500, 502, 503, 504)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "3",
+        help_heading = "Reliability"
+    )]
+    pub retries: u32,
+
+    /// Base of the exponential backoff between attempts, with full jitter, capped at 30s;
+    /// a Retry-After from the server is honoured
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_delay, help_heading = "Reliability")]
+    pub retry_backoff: Duration,
+
+    /// What a batch that still fails does: stop the run (abort), write nothing for its
+    /// records (skip), or write a null line for each (null)
+    #[arg(long, value_name = "POLICY", value_enum, default_value_t = OnError::Abort, help_heading = "Reliability")]
+    pub on_error: OnError,
+
+    /// Write each record that has no result here, as a JSON line with its error (default:
+    /// stderr)
+    #[arg(long, value_name = "FILE", help_heading = "Reliability")]
+    pub errors: Option<PathBuf>,
+
+    /// Split a batch the server rejects with a 4xx into halves, down to single records, so
+    /// only the records at fault fail (a 413 always splits)
+    #[arg(long, help_heading = "Reliability")]
+    pub split_on_error: bool,
+
+    /// Print nothing on stderr but errors and warnings (no summary unless records failed)
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// What to do with a batch that failed for good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnError {
+    /// Stop reading, cancel what is in flight, exit 1
+    Abort,
+    /// Write nothing for the batch's records and go on
+    Skip,
+    /// Write a null line for each of the batch's records and go on
+    Null,
+}
+
+/// At most `count` requests started per `per`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub count: NonZeroU32,
+    pub per: Duration,
 }
 
 impl Cli {
-    /// Parses the command line and checks what no single flag can: that the output is not
-    /// also an input, which creating it would wipe before it is read.
+    /// Parses the command line and checks what no single flag can: that no file abatch writes
+    /// is also one it reads (creating it would wipe it before it is read), and that --resume
+    /// can trust the output's line count.
     pub fn parse_checked() -> Result<Cli, clap::Error> {
         let cli = Cli::try_parse()?;
-        if let Some(output) = cli
-            .output
-            .as_deref()
-            .and_then(|o| std::fs::canonicalize(o).ok())
-        {
-            let clash = cli
-                .inputs
-                .iter()
-                .find(|input| std::fs::canonicalize(input).is_ok_and(|i| i == output));
-            if let Some(input) = clash {
-                let message = format!(
-                    "--output {} is also an input; it would be emptied before it is read",
+        let conflict = |message: String| {
+            Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message)
+        };
+        if cli.resume && cli.on_error == OnError::Skip {
+            return Err(conflict(
+                "--resume cannot be used with --on-error skip: skipped records leave no line, \
+                 so the output's line count no longer tells how far the input was done"
+                    .into(),
+            ));
+        }
+        let written = [("--output", &cli.output), ("--errors", &cli.errors)];
+        for (flag, path) in written {
+            let Some(path) = path.as_deref() else {
+                continue;
+            };
+            let Ok(canonical) = std::fs::canonicalize(path) else {
+                continue;
+            };
+            let same = |other: &Path| std::fs::canonicalize(other).is_ok_and(|o| o == canonical);
+            if let Some(input) = cli.inputs.iter().find(|input| same(input)) {
+                return Err(conflict(format!(
+                    "{flag} {} is also an input; it would be emptied before it is read",
                     input.display()
-                );
-                return Err(Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message));
+                )));
+            }
+        }
+        if let (Some(output), Some(errors)) = (&cli.output, &cli.errors) {
+            let same = match (std::fs::canonicalize(output), std::fs::canonicalize(errors)) {
+                (Ok(o), Ok(e)) => o == e,
+                _ => output == errors,
+            };
+            if same {
+                return Err(conflict(format!(
+                    "--output and --errors are the same file, {}",
+                    output.display()
+                )));
             }
         }
         Ok(cli)
     }
+
+    /// Every -H header, those read from files included, in order.
+    pub fn headers(&self) -> impl Iterator<Item = &Header> {
+        self.headers.iter().flat_map(|h| &h.0)
+    }
 }
 
 const AFTER_LONG_HELP: &str = "\
+Every record read ends up with a result in the output or, with its error, in the --errors
+file (stderr by default); a summary line on stderr says how many went where.
+
 Exit status:
-  0  every record has a result (or the reader of the output went away)
-  1  a batch failed, an input line is not JSON, or a file could not be read or written
-  2  usage error
+  0    every record has a result (or the reader of the output went away)
+  1    aborted: a batch failed under --on-error abort, an input line is not JSON, or a file
+       could not be read or written
+  2    usage error; nothing was read or sent
+  3    finished, but some records failed (--on-error skip or null)
+  130  interrupted by SIGINT (143: by SIGTERM); a first signal finishes the batches already
+       read, a second stops at once
 
 Examples:
   cat records.jsonl | abatch -u http://127.0.0.1:8080/predict -b 32 -t 100ms --ordered
   abatch -u http://host/predict -b 64 -c 8 part1.jsonl part2.jsonl -o out.jsonl
-  tail -f events.jsonl | abatch -u http://host/predict -t 1s";
+  tail -f events.jsonl | abatch -u http://host/predict -t 1s
+  abatch -u http://host/predict --on-error null --errors failed.jsonl big.jsonl > out.jsonl
+  abatch -u http://host/predict --ordered --resume -o out.jsonl big.jsonl";
 
 /// A request header whose value is kept out of every message.
 #[derive(Clone)]
@@ -165,35 +279,73 @@ fn parse_bytes(text: &str) -> Result<NonZeroUsize, String> {
         .ok_or_else(|| "must be at least 1 byte".to_string())
 }
 
+/// "20/s", "600/m" (also "/sec", "/second", "/min", "/minute").
+fn parse_rate(text: &str) -> Result<Rate, String> {
+    let expected = || "expected requests per second or minute, such as 20/s or 600/m".to_string();
+    let (count, unit) = text.trim().split_once('/').ok_or_else(expected)?;
+    let per = match unit.trim() {
+        "s" | "sec" | "second" => Duration::from_secs(1),
+        "m" | "min" | "minute" => Duration::from_secs(60),
+        _ => return Err(expected()),
+    };
+    let count: u32 = count.trim().parse().map_err(|_| expected())?;
+    let count =
+        NonZeroU32::new(count).ok_or_else(|| "must allow at least 1 request".to_string())?;
+    Ok(Rate { count, per })
+}
+
+/// The headers of one `-H`: one header, or every line of an @FILE.
+#[derive(Clone, Debug)]
+pub struct Headers(Vec<Header>);
+
 /// Parses `-H` values. Unlike a plain function parser, its errors leave the value out: clap
 /// would otherwise quote the whole argument, secret and all.
 #[derive(Clone)]
 struct HeaderParser;
 
 impl clap::builder::TypedValueParser for HeaderParser {
-    type Value = Header;
+    type Value = Headers;
 
     fn parse_ref(
         &self,
         cmd: &clap::Command,
         _arg: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
-    ) -> Result<Header, clap::Error> {
-        let text = value.to_str().ok_or_else(|| {
-            clap::Error::raw(
-                clap::error::ErrorKind::InvalidUtf8,
-                "a --header is not valid UTF-8\n",
-            )
-            .with_cmd(cmd)
-        })?;
-        parse_header(text).map_err(|problem| {
-            clap::Error::raw(
+    ) -> Result<Headers, clap::Error> {
+        let invalid = |problem: String| {
+            let mut cmd = cmd.clone();
+            cmd.error(
                 clap::error::ErrorKind::InvalidValue,
-                format!("invalid --header: {problem}\n"),
+                format!("invalid --header: {problem}"),
             )
-            .with_cmd(cmd)
-        })
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| invalid("not valid UTF-8".into()))?;
+        match text.strip_prefix('@') {
+            Some(path) => read_headers(Path::new(path)).map_err(invalid),
+            None => parse_header(text)
+                .map(|h| Headers(vec![h]))
+                .map_err(invalid),
+        }
     }
+}
+
+/// The headers in a file, one per line; blank lines and lines starting with '#' are skipped.
+fn read_headers(path: &Path) -> Result<Headers, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut headers = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let header = parse_header(line)
+            .map_err(|problem| format!("{}:{}: {problem}", path.display(), number + 1))?;
+        headers.push(header);
+    }
+    Ok(Headers(headers))
 }
 
 fn parse_header(text: &str) -> Result<Header, String> {
@@ -227,6 +379,48 @@ mod tests {
         assert!(!format!("{header:?}").contains("s3cret"));
         assert!(parse_header("no colon").is_err());
         assert!(parse_header("bad name: x").is_err());
+    }
+
+    #[test]
+    fn header_files_name_the_line_but_not_the_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("headers");
+        std::fs::write(
+            &path,
+            "# secrets\nAuthorization: Bearer s3cret\n\nX-Key: k\n",
+        )
+        .unwrap();
+        let headers = read_headers(&path).unwrap();
+        let names: Vec<_> = headers.0.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["authorization", "x-key"]);
+        std::fs::write(&path, "X-Ok: 1\nX-Bad: s3cret\u{7f}\n").unwrap();
+        let err = read_headers(&path).unwrap_err();
+        assert!(
+            err.ends_with(
+                "headers:2: the value of header 'x-bad' has characters a header cannot carry"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains("s3cret"));
+        assert!(
+            read_headers(&dir.path().join("missing"))
+                .unwrap_err()
+                .starts_with("cannot read ")
+        );
+    }
+
+    #[test]
+    fn rates_per_second_and_minute() {
+        let rate = parse_rate("20/s").unwrap();
+        assert_eq!((rate.count.get(), rate.per), (20, Duration::from_secs(1)));
+        assert_eq!(
+            parse_rate(" 600 / min ").unwrap().per,
+            Duration::from_secs(60)
+        );
+        assert!(parse_rate("0/s").is_err());
+        assert!(parse_rate("20").is_err());
+        assert!(parse_rate("20/h").is_err());
+        assert!(parse_rate("x/s").is_err());
     }
 
     #[test]

@@ -1,20 +1,26 @@
-//! Sends one batch as one HTTP exchange and checks the reply against the wire contract: a 2xx
+//! Sends records as one HTTP exchange and checks the reply against the wire contract: a 2xx
 //! answer holding a JSON array with exactly one result per record, in the same order.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
+use anyhow::{Context, anyhow};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde_json::value::RawValue;
 
-use crate::batch::Batch;
-use crate::cli::Header;
+use crate::cli::Cli;
+use crate::input::Record;
 
 /// Why one exchange failed. A type of its own, because what to do next depends on it.
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
     #[error("HTTP {status}: {body}")]
-    Status { status: StatusCode, body: String },
+    Status {
+        status: StatusCode,
+        body: String,
+        /// How long the server asked to wait before trying again.
+        retry_after: Option<Duration>,
+    },
     #[error("timed out after {} (--timeout)", humantime::format_duration(*.0))]
     Timeout(Duration),
     #[error("cannot connect to {host}: {cause}")]
@@ -25,12 +31,23 @@ pub enum Failure {
     Response(String),
 }
 
+impl Failure {
+    /// The HTTP status, when the server answered with an unsuccessful one.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Failure::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
 pub struct Client {
     http: reqwest::Client,
     url: Url,
     /// host:port, for messages.
     endpoint: String,
     timeout: Duration,
+    max_response_bytes: usize,
 }
 
 /// How much of an error body a message quotes.
@@ -38,15 +55,16 @@ const QUOTED_BODY: usize = 200;
 const MAX_REDIRECTS: usize = 10;
 
 impl Client {
-    pub fn new(url: Url, extra_headers: &[Header], timeout: Duration) -> anyhow::Result<Client> {
+    /// The client `cli` describes: its URL, headers, timeouts, limits and trust.
+    pub fn new(cli: &Cli) -> anyhow::Result<Client> {
         let mut headers = HeaderMap::new();
-        for header in extra_headers {
+        for header in cli.headers() {
             headers.append(header.name.clone(), header.value.clone());
         }
         if !headers.contains_key(CONTENT_TYPE) {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("abatch/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers)
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
@@ -60,8 +78,29 @@ impl Client {
                 }
             }))
             .tcp_nodelay(true)
+            .tls_danger_accept_invalid_certs(cli.insecure);
+        if let Some(path) = &cli.cacert {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read --cacert {}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                anyhow!(
+                    "--cacert {} holds no usable PEM certificate: {}",
+                    path.display(),
+                    root_cause(&e)
+                )
+            })?;
+            if certs.is_empty() {
+                return Err(anyhow!(
+                    "--cacert {} holds no PEM certificate",
+                    path.display()
+                ));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder
             .build()
-            .map_err(|e| anyhow::anyhow!("cannot set up the HTTP client: {}", root_cause(&e)))?;
+            .map_err(|e| anyhow!("cannot set up the HTTP client: {}", root_cause(&e)))?;
+        let url = cli.url.clone();
         // host_str keeps the brackets of an IPv6 address.
         let host = url.host_str().unwrap_or_default().to_owned();
         let endpoint = match url.port_or_known_default() {
@@ -72,17 +111,18 @@ impl Client {
             http,
             url,
             endpoint,
-            timeout,
+            timeout: cli.timeout,
+            max_response_bytes: cli.max_response_bytes.get(),
         })
     }
 
-    /// POSTs `batch` and returns one result per record, in record order.
-    pub async fn send(&self, batch: &Batch) -> Result<Vec<Box<RawValue>>, Failure> {
-        let response = self
+    /// POSTs `records` once and returns one result per record, in record order.
+    pub async fn send(&self, records: &[Record]) -> Result<Vec<Box<RawValue>>, Failure> {
+        let mut response = self
             .http
             .post(self.url.clone())
             .timeout(self.timeout)
-            .body(body(batch))
+            .body(body(records))
             .send()
             .await
             .map_err(|e| self.failure(&e))?;
@@ -90,11 +130,29 @@ impl Client {
         if !status.is_success() {
             return Err(Failure::Status {
                 status,
+                retry_after: retry_after(response.headers(), SystemTime::now()),
                 body: self.describe(response).await,
             });
         }
-        let body = response.bytes().await.map_err(|e| self.failure(&e))?;
-        results(&body, batch.len())
+        let limit = self.max_response_bytes;
+        let too_large = || {
+            Failure::Response(format!(
+                "the body is larger than --max-response-bytes ({})",
+                bytesize::ByteSize(limit as u64)
+            ))
+        };
+        let expected = response.content_length().unwrap_or(0);
+        if expected > limit as u64 {
+            return Err(too_large());
+        }
+        let mut body = Vec::with_capacity(expected as usize);
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.failure(&e))? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        results(&body, records.len())
     }
 
     /// What an unsuccessful answer says: where it redirects, or the start of its body.
@@ -132,15 +190,14 @@ impl Client {
 }
 
 /// The request body: a JSON array of the records' texts, exactly as read.
-fn body(batch: &Batch) -> Vec<u8> {
-    let size = 2 + batch
-        .records
+fn body(records: &[Record]) -> Vec<u8> {
+    let size = 2 + records
         .iter()
         .map(|r| r.json.get().len() + 1)
         .sum::<usize>();
     let mut body = Vec::with_capacity(size);
     body.push(b'[');
-    for (i, record) in batch.records.iter().enumerate() {
+    for (i, record) in records.iter().enumerate() {
         if i > 0 {
             body.push(b',');
         }
@@ -167,6 +224,17 @@ fn results(body: &[u8], expected: usize) -> Result<Vec<Box<RawValue>>, Failure> 
         )));
     }
     Ok(results)
+}
+
+/// How long a Retry-After header asks to wait: a number of seconds, or an HTTP date (`now`
+/// is when the answer came).
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or_default())
 }
 
 /// The start of a body, on one line, for a message.
@@ -198,8 +266,8 @@ mod tests {
     use crate::input::{Location, Record};
     use std::sync::Arc;
 
-    fn batch(texts: &[&str]) -> Batch {
-        let records = texts
+    fn batch(texts: &[&str]) -> Vec<Record> {
+        texts
             .iter()
             .zip(1..)
             .map(|(text, line)| Record {
@@ -209,8 +277,7 @@ mod tests {
                     line,
                 },
             })
-            .collect();
-        Batch { records }
+            .collect()
     }
 
     #[test]
@@ -248,6 +315,23 @@ mod tests {
             "{garbage}"
         );
         assert!(garbage.ends_with("body: <html>oops</html>"), "{garbage}");
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut headers = HeaderMap::new();
+        assert_eq!(retry_after(&headers, now), None);
+        headers.insert(RETRY_AFTER, HeaderValue::from_static(" 7 "));
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
+        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(90)));
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        headers.insert(RETRY_AFTER, HeaderValue::from_str(&earlier).unwrap());
+        assert_eq!(retry_after(&headers, now), Some(Duration::ZERO));
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
+        assert_eq!(retry_after(&headers, now), None);
     }
 
     #[test]

@@ -6,10 +6,17 @@ use std::process::ExitCode;
 pub enum Exit {
     /// Every record has a result, or the reader of the output went away.
     Success = 0,
-    /// A batch failed, an input line is not JSON, or a file could not be read or written.
-    Failure = 1,
+    /// The run stopped early: a batch failed under `--on-error abort`, an input line is not
+    /// JSON, or a file could not be read or written.
+    Aborted = 1,
     /// The command line is wrong; nothing was read or sent.
     Usage = 2,
+    /// The run finished, but some records have no result (`--on-error skip` or `null`).
+    SomeFailed = 3,
+    /// SIGINT stopped the run.
+    Interrupted = 130,
+    /// SIGTERM stopped the run.
+    Terminated = 143,
 }
 
 impl From<Exit> for ExitCode {

@@ -16,6 +16,7 @@ use futures::Stream;
 use futures::stream::{self, StreamExt};
 use serde_json::value::RawValue;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 /// One input record: its JSON text exactly as read, and where it was read.
 #[derive(Debug)]
@@ -47,26 +48,49 @@ const CHUNK_BYTES: usize = 1 << 20;
 const CHUNKS_QUEUED: usize = 4;
 const READ_BUFFER: usize = 256 * 1024;
 
-/// The records of `inputs` ('-' or none: stdin), in order. An unreadable file or a line that is
-/// not JSON ends the stream with an error naming its place.
-pub fn records(inputs: Vec<PathBuf>) -> impl Stream<Item = anyhow::Result<Record>> {
+/// How reading may end early.
+pub struct Stops {
+    /// Read no more, but deliver what was already read: it cannot be read again from a pipe.
+    pub finish: CancellationToken,
+    /// Read no more and deliver nothing more.
+    pub abandon: CancellationToken,
+}
+
+/// The records of `inputs` ('-' or none: stdin), in order. An unreadable file, a line that is
+/// not JSON or one longer than `max_line` bytes ends the stream with an error naming its place.
+pub fn records(
+    inputs: Vec<PathBuf>,
+    max_line: usize,
+    stops: Stops,
+) -> impl Stream<Item = anyhow::Result<Record>> {
     let (tx, rx) = mpsc::channel::<Chunk>(CHUNKS_QUEUED);
     let spawned = std::thread::Builder::new()
         .name("abatch-input".into())
-        .spawn(move || read_all(inputs, &tx));
+        .spawn(move || read_all(inputs, max_line, &tx));
     let failed_to_start = spawned
         .err()
         .map(|e| vec![Err(anyhow!("cannot start the input reader: {e}"))]);
-    let chunks = stream::unfold(rx, |mut rx| async {
-        rx.recv().await.map(|chunk| (chunk, rx))
+    let Stops { finish, abandon } = stops;
+    let chunks = stream::unfold((rx, finish), |(mut rx, finish)| async move {
+        let chunk = tokio::select! {
+            biased;
+            chunk = rx.recv() => chunk,
+            () = finish.cancelled(), if !rx.is_closed() => {
+                // The reader stops at its next hand-over; what it handed over still comes.
+                rx.close();
+                rx.recv().await
+            }
+        };
+        chunk.map(|chunk| (chunk, (rx, finish)))
     });
     stream::iter(failed_to_start)
         .chain(chunks)
         .flat_map(stream::iter)
+        .take_until(abandon.cancelled_owned())
 }
 
 /// Reads every input until the end, an error, or the pipe going away.
-fn read_all(inputs: Vec<PathBuf>, tx: &mpsc::Sender<Chunk>) {
+fn read_all(inputs: Vec<PathBuf>, max_line: usize, tx: &mpsc::Sender<Chunk>) {
     let stdin = [PathBuf::from("-")];
     let inputs = if inputs.is_empty() {
         &stdin[..]
@@ -76,7 +100,7 @@ fn read_all(inputs: Vec<PathBuf>, tx: &mpsc::Sender<Chunk>) {
     let mut send = |chunk| tx.blocking_send(chunk).is_ok();
     let mut pending = Pending::new(&mut send);
     for path in inputs {
-        match read_one(path, &mut pending) {
+        match read_one(path, max_line, &mut pending) {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => {
@@ -125,7 +149,7 @@ impl<'a> Pending<'a> {
 
 /// Reads one input, handing records over whenever the next read could block.
 /// Returns false when nobody listens any more.
-fn read_one(path: &Path, pending: &mut Pending) -> anyhow::Result<bool> {
+fn read_one(path: &Path, max_line: usize, pending: &mut Pending) -> anyhow::Result<bool> {
     let (name, source): (Arc<str>, Box<dyn Read>) = if path.as_os_str() == "-" {
         (Arc::from("<stdin>"), Box::new(io::stdin()))
     } else {
@@ -146,11 +170,21 @@ fn read_one(path: &Path, pending: &mut Pending) -> anyhow::Result<bool> {
             source: name.clone(),
             line: number,
         };
-        let read = reader
+        // Room for the line ending ("\r\n") tells a line that is too long from one that fits.
+        let read = (&mut reader)
+            .take(max_line as u64 + 2)
             .read_until(b'\n', &mut line)
             .map_err(|e| anyhow!("{at}: cannot read: {e}"))?;
         if read == 0 {
             return Ok(true);
+        }
+        let content = line.strip_suffix(b"\n").unwrap_or(&line);
+        let content = content.strip_suffix(b"\r").unwrap_or(content);
+        if content.len() > max_line {
+            return Err(anyhow!(
+                "{at}: the line is longer than --max-line-bytes ({})",
+                bytesize::ByteSize(max_line as u64)
+            ));
         }
         if line
             .iter()
@@ -187,7 +221,7 @@ mod tests {
             true
         };
         let mut pending = Pending::new(&mut send);
-        let result = read_one(&path, &mut pending);
+        let result = read_one(&path, 1 << 20, &mut pending);
         if let Err(e) = result {
             pending.push(Err(e), 0);
         }
@@ -249,12 +283,32 @@ mod tests {
     }
 
     #[test]
+    fn a_line_longer_than_the_limit_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("long.jsonl");
+        let fits = format!("\"{}\"", "x".repeat(8));
+        let long = format!("\"{}\"", "x".repeat(9));
+        std::fs::write(&path, format!("{fits}\r\n{fits}\n{long}\n")).unwrap();
+        let mut chunks = Vec::new();
+        let mut send = |chunk| {
+            chunks.push(chunk);
+            true
+        };
+        let err = read_one(&path, 10, &mut Pending::new(&mut send)).unwrap_err();
+        assert!(
+            err.to_string()
+                .ends_with("long.jsonl:3: the line is longer than --max-line-bytes (10 B)"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn invalid_utf8_is_an_error_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.jsonl");
         std::fs::write(&path, b"\"ok\"\n\"\xff\"\n").unwrap();
         let mut send = |_| true;
-        let err = read_one(&path, &mut Pending::new(&mut send)).unwrap_err();
+        let err = read_one(&path, 1 << 20, &mut Pending::new(&mut send)).unwrap_err();
         assert!(
             err.to_string().contains("bad.jsonl:2: invalid JSON"),
             "{err}"
@@ -265,7 +319,7 @@ mod tests {
     fn missing_file_names_the_path() {
         let mut send = |_| true;
         let missing = Path::new("/no/such/file.jsonl");
-        let err = read_one(missing, &mut Pending::new(&mut send)).unwrap_err();
+        let err = read_one(missing, 1 << 20, &mut Pending::new(&mut send)).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("cannot open /no/such/file.jsonl: "),

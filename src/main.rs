@@ -4,14 +4,17 @@ mod app;
 mod batch;
 mod cli;
 mod client;
+mod exchange;
 mod exit;
 mod input;
 mod order;
 mod output;
+mod retry;
+mod stop;
+mod summary;
 #[cfg(test)]
 mod testing;
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use crate::exit::Exit;
@@ -30,11 +33,10 @@ fn main() -> ExitCode {
         }
     };
     match app::run(cli) {
-        Ok(()) => Exit::Success.into(),
+        Ok(exit) => exit.into(),
         Err(err) => {
-            // Not eprintln!, which panics when stderr is closed.
-            let _ = writeln!(std::io::stderr(), "abatch: {err:#}");
-            Exit::Failure.into()
+            app::say(format_args!("{err:#}"));
+            Exit::Aborted.into()
         }
     }
 }

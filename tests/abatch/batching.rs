@@ -13,8 +13,13 @@ fn every_record_gets_its_result() {
         .args(["-b", "4"])
         .write_stdin(records(0..10))
         .assert()
-        .success()
-        .stderr("");
+        .success();
+    let summary = Stderr::of(&out.get_output().stderr).summary;
+    assert!(
+        summary
+            .starts_with("abatch: 10 records read: 10 answered, 0 failed; 3 batches, 0 retries, "),
+        "{summary}"
+    );
     let mut ids = echoed_ids(&out.get_output().stdout);
     ids.sort_unstable();
     assert_eq!(ids, (0..10).collect::<Vec<_>>());

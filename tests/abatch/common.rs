@@ -125,3 +125,46 @@ pub fn stderr_of(child: &mut Child) -> String {
 pub fn sizes(server: &MockServer) -> Vec<usize> {
     server.requests().iter().map(|r| r.records).collect()
 }
+
+/// What abatch wrote on stderr, taken apart: dead letters (JSON lines), messages, and the
+/// closing summary line.
+#[derive(Debug)]
+pub struct Stderr {
+    pub dead: Vec<serde_json::Value>,
+    pub messages: Vec<String>,
+    pub summary: String,
+}
+
+impl Stderr {
+    pub fn of(stderr: &[u8]) -> Stderr {
+        let text = String::from_utf8_lossy(stderr);
+        let mut dead = Vec::new();
+        let mut messages = Vec::new();
+        for line in text.lines() {
+            if line.starts_with('{') {
+                dead.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")));
+            } else {
+                assert!(
+                    line.starts_with("abatch: "),
+                    "unexpected stderr line: {line}"
+                );
+                messages.push(line.to_owned());
+            }
+        }
+        let summary = messages
+            .pop()
+            .filter(|last| last.contains(" read: "))
+            .unwrap_or_else(|| panic!("no summary line at the end of: {text}"));
+        Stderr {
+            dead,
+            messages,
+            summary,
+        }
+    }
+
+    /// The one message before the summary.
+    pub fn message(&self) -> &str {
+        assert_eq!(self.messages.len(), 1, "{self:#?}");
+        &self.messages[0]
+    }
+}

@@ -19,7 +19,7 @@ fn jittery() -> MockServer {
 fn ordered_output_follows_input_under_random_latency() {
     let server = jittery();
     let out = abatch_to(&server)
-        .args(["-b", "7", "-c", "8", "--ordered"])
+        .args(["-b", "7", "-c", "8", "--ordered", "--quiet"])
         .write_stdin(records(0..2000))
         .assert()
         .success()
@@ -35,7 +35,7 @@ fn ordered_output_follows_input_under_random_latency() {
 fn unordered_output_has_every_result_exactly_once() {
     let server = jittery();
     let out = abatch_to(&server)
-        .args(["-b", "7", "-c", "8"])
+        .args(["-b", "7", "-c", "8", "-q"])
         .write_stdin(records(0..2000))
         .assert()
         .success()

@@ -1,18 +1,16 @@
-//! A failed batch stops the run with one clear message naming its records and the cause.
+//! Under the default policy (abort), a failed batch stops the run with one clear message
+//! naming its records and the cause, and its records go to the dead-letter sink.
 
 use std::io::Write;
 
 use crate::common::*;
 
+/// The one message before the summary, after checking that every record of the failed batch
+/// is a dead letter.
 fn one_line(stderr: &[u8]) -> String {
-    let text = String::from_utf8_lossy(stderr).into_owned();
-    assert_eq!(
-        text.lines().count(),
-        1,
-        "expected one line on stderr, got: {text}"
-    );
-    assert!(text.starts_with("abatch: "), "{text}");
-    text
+    let stderr = Stderr::of(stderr);
+    assert!(!stderr.dead.is_empty(), "{stderr:#?}");
+    stderr.message().to_owned()
 }
 
 #[test]
@@ -22,7 +20,7 @@ fn http_error_names_status_body_and_lines() {
         ..Behavior::default()
     });
     let out = abatch_to(&server)
-        .args(["-b", "10", "-c", "1"])
+        .args(["-b", "10", "-c", "1", "--retries", "0"])
         .write_stdin(records(0..25))
         .assert()
         .code(1)
@@ -46,7 +44,7 @@ fn results_before_a_failed_batch_stay_written_in_order() {
     input.push_str("{\"id\":44,\"mock\":{\"status\":503}}\n");
     input.push_str(&records(45..100));
     let out = abatch_to(&server)
-        .args(["-b", "10", "-c", "3", "--ordered"])
+        .args(["-b", "10", "-c", "3", "--ordered", "--retries", "0"])
         .write_stdin(input)
         .assert()
         .code(1);
@@ -76,6 +74,7 @@ fn connection_refused_is_reported() {
     };
     let out = abatch()
         .args(["--url", &format!("http://127.0.0.1:{port}/predict")])
+        .args(["--retries", "0"])
         .write_stdin(records(0..3))
         .assert()
         .code(1);
@@ -133,7 +132,7 @@ fn a_hanging_server_times_out() {
         ..Behavior::default()
     });
     let out = abatch_to(&server)
-        .args(["--timeout", "300ms"])
+        .args(["--timeout", "300ms", "--retries", "0"])
         .write_stdin(records(0..4))
         .assert()
         .code(1);
@@ -154,7 +153,7 @@ fn invalid_input_line_is_named_after_earlier_records_are_answered() {
         .assert()
         .code(1);
     assert_eq!(echoed_ids(&out.get_output().stdout), vec![0, 1, 2]);
-    let message = one_line(&out.get_output().stderr);
+    let message = Stderr::of(&out.get_output().stderr).message().to_owned();
     assert!(
         message.starts_with("abatch: <stdin>:5: invalid JSON at column 10: key must be a string"),
         "{message}"
@@ -172,7 +171,7 @@ fn a_failure_stops_reading_even_from_an_idle_stdin() {
         status: Some(502),
         ..Behavior::default()
     });
-    let mut child = spawn_to(&server, &["-t", "10ms"]);
+    let mut child = spawn_to(&server, &["-t", "10ms", "--retries", "0"]);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(records(0..1).as_bytes()).unwrap();
     stdin.flush().unwrap();
@@ -213,6 +212,7 @@ fn a_long_error_body_is_quoted_short_on_one_line() {
         ..Behavior::default()
     });
     let out = abatch_to(&server)
+        .args(["--retries", "0"])
         .write_stdin(records(0..1))
         .assert()
         .code(1);
@@ -225,4 +225,6 @@ fn a_long_error_body_is_quoted_short_on_one_line() {
         message.len() < 400 && message.trim_end().ends_with('…'),
         "{message}"
     );
+    let dead = Stderr::of(&out.get_output().stderr).dead;
+    assert!(dead[0]["error"].as_str().unwrap().len() < 400, "{dead:?}");
 }

@@ -53,13 +53,18 @@ fn a_missing_file_is_named_and_earlier_files_are_still_answered() {
     let missing = dir.path().join("missing.jsonl");
     let out = abatch_to(&server).arg(&a).arg(&missing).assert().code(1);
     assert_eq!(echoed_ids(&out.get_output().stdout), vec![0, 1, 2]);
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    let stderr = Stderr::of(&out.get_output().stderr);
     assert_eq!(
-        stderr.trim_end(),
+        stderr.message(),
         format!(
             "abatch: cannot open {}: No such file or directory (os error 2)",
             missing.display()
         )
+    );
+    assert!(
+        stderr
+            .summary
+            .starts_with("abatch: 3 records read: 3 answered, 0 failed;")
     );
 }
 
@@ -94,10 +99,17 @@ fn a_closed_output_pipe_ends_the_run_quietly_and_promptly() {
     assert!(first.starts_with("{\"echo\":"), "{first}");
     // The reader (like `head -n1`) is gone now.
     let status = exit_of(&mut child);
-    assert_eq!(
-        stderr_of(&mut child),
-        "",
-        "a broken pipe is not an error message"
+    let stderr = Stderr::of(stderr_of(&mut child).as_bytes());
+    assert!(
+        stderr.messages.is_empty(),
+        "a broken pipe is not an error: {stderr:#?}"
+    );
+    assert!(stderr.dead.is_empty(), "{stderr:#?}");
+    assert!(
+        stderr
+            .summary
+            .contains("the rest not written (the output was closed)"),
+        "{stderr:#?}"
     );
     assert_eq!(status.code(), Some(0));
     let sent: usize = sizes(&server).iter().sum();
@@ -107,12 +119,13 @@ fn a_closed_output_pipe_ends_the_run_quietly_and_promptly() {
 #[test]
 fn empty_input_sends_nothing_and_succeeds() {
     let server = quick_server();
-    abatch_to(&server)
+    let out = abatch_to(&server)
         .write_stdin("\n  \n")
         .assert()
         .success()
-        .stdout("")
-        .stderr("");
+        .stdout("");
+    let summary = Stderr::of(&out.get_output().stderr).summary;
+    assert!(summary.starts_with("abatch: 0 records read: 0 answered, 0 failed; 0 batches"));
     assert!(server.requests().is_empty());
 }
 

@@ -1,0 +1,160 @@
+//! Counts what became of the records while the run goes, and says it in one line at the end:
+//! every record read is answered or in the dead-letter sink, and the line shows the sums.
+
+use std::cell::Cell;
+use std::fmt;
+use std::time::Duration;
+
+#[derive(Default)]
+pub struct Tally {
+    pub read: Cell<u64>,
+    /// Records skipped because --resume found their results already written.
+    pub skipped: Cell<u64>,
+    /// Records whose result was written.
+    pub answered: Cell<u64>,
+    /// Records the server failed for good (in the dead-letter sink).
+    pub failed: Cell<u64>,
+    /// Records never answered because the run stopped (in the dead-letter sink).
+    pub unsent: Cell<u64>,
+    pub batches: Cell<u64>,
+    pub requests: Cell<u64>,
+    pub retries: Cell<u64>,
+    /// Batches being sent or waiting to be retried.
+    pub in_flight: Cell<u64>,
+}
+
+fn add(counter: &Cell<u64>, n: u64) {
+    counter.set(counter.get() + n);
+}
+
+impl Tally {
+    pub fn read(&self) {
+        add(&self.read, 1);
+    }
+
+    pub fn request(&self) {
+        add(&self.requests, 1);
+    }
+
+    pub fn retry(&self) {
+        add(&self.retries, 1);
+    }
+
+    pub fn add(counter: &Cell<u64>, n: usize) {
+        add(counter, n as u64);
+    }
+
+    /// Records that have no result.
+    pub fn dead(&self) -> u64 {
+        self.failed.get() + self.unsent.get()
+    }
+}
+
+/// The closing line, e.g. "1000 records read: 968 answered, 32 failed (see failed.jsonl);
+/// 32 batches, 3 retries, 1.2s, 833 records/s".
+pub struct Summary<'a> {
+    pub tally: &'a Tally,
+    pub elapsed: Duration,
+    /// Where the dead letters went, for the reader to find them.
+    pub errors: &'a str,
+    /// Results that could not be written because the reader of the output went away.
+    pub reader_gone: bool,
+    /// Where --resume found earlier results.
+    pub resumed_from: Option<&'a str>,
+}
+
+/// "1 batch", "2 batches".
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.tally;
+        if let (Some(output), skipped @ 1..) = (self.resumed_from, t.skipped.get()) {
+            write!(
+                f,
+                "{} skipped (already in {output}); ",
+                count(skipped, "record", "records")
+            )?;
+        }
+        write!(
+            f,
+            "{} read: {} answered, {} failed",
+            count(t.read.get(), "record", "records"),
+            t.answered.get(),
+            t.failed.get()
+        )?;
+        if t.unsent.get() > 0 {
+            write!(f, ", {} unanswered", t.unsent.get())?;
+        }
+        if t.dead() > 0 {
+            write!(f, " (see {})", self.errors)?;
+        }
+        if self.reader_gone {
+            f.write_str(", the rest not written (the output was closed)")?;
+        }
+        let seconds = self.elapsed.as_secs_f64();
+        write!(
+            f,
+            "; {}, {}, {}, {:.0} records/s",
+            count(t.batches.get(), "batch", "batches"),
+            count(t.retries.get(), "retry", "retries"),
+            Elapsed(self.elapsed),
+            t.read.get() as f64 / seconds.max(1e-3)
+        )
+    }
+}
+
+/// "0.4s", "12.3s", "2m05s", "1h02m".
+struct Elapsed(Duration);
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.0.as_secs();
+        match secs {
+            0..60 => write!(f, "{:.1}s", self.0.as_secs_f64()),
+            60..3600 => write!(f, "{}m{:02}s", secs / 60, secs % 60),
+            _ => write!(f, "{}h{:02}m", secs / 3600, secs % 3600 / 60),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn says_where_every_record_went() {
+        let tally = Tally::default();
+        for (counter, n) in [
+            (&tally.read, 1000),
+            (&tally.answered, 960),
+            (&tally.failed, 32),
+            (&tally.unsent, 8),
+            (&tally.batches, 32),
+            (&tally.retries, 1),
+        ] {
+            counter.set(n);
+        }
+        let summary = Summary {
+            tally: &tally,
+            elapsed: Duration::from_millis(2500),
+            errors: "failed.jsonl",
+            reader_gone: false,
+            resumed_from: None,
+        };
+        assert_eq!(
+            summary.to_string(),
+            "1000 records read: 960 answered, 32 failed, 8 unanswered (see failed.jsonl); \
+             32 batches, 1 retry, 2.5s, 400 records/s"
+        );
+    }
+
+    #[test]
+    fn elapsed_reads_easily() {
+        assert_eq!(Elapsed(Duration::from_millis(430)).to_string(), "0.4s");
+        assert_eq!(Elapsed(Duration::from_secs(125)).to_string(), "2m05s");
+        assert_eq!(Elapsed(Duration::from_secs(3720)).to_string(), "1h02m");
+    }
+}
