@@ -154,8 +154,13 @@ fn mock(behavior: Behavior) -> MockServer {
         record: false,
         print: false,
     };
-    MockServer::serve(SocketAddr::from(([127, 0, 0, 1], 0)), behavior, options)
-        .expect("mock server")
+    MockServer::serve(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        behavior,
+        options,
+        None,
+    )
+    .expect("mock server")
 }
 
 /// A run over a million records: its CPU, its pace, its memory.

@@ -126,7 +126,8 @@ impl Stop {
                 }
                 2 => {
                     self.cancel.cancel();
-                    "stopping at once: unanswered records go to the errors file".to_string()
+                    "stopping at once: records in flight go to the dead letters, unanswered"
+                        .to_string()
                 }
                 _ => std::process::exit(first as i32),
             };

@@ -4,7 +4,6 @@
 //! The same server backs abatch's tests, its benchmark and the `abatch-mock` command, so what
 //! a person tries by hand is what the tests assert on.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -58,6 +57,22 @@ pub struct Behavior {
     /// Pretty-print the results, with newlines inside each one
     #[arg(long)]
     pub pretty: bool,
+
+    /// Fail only the first N requests (with --status, or 503), then answer normally
+    #[arg(long, value_name = "N")]
+    pub fail_first: Option<usize>,
+
+    /// Close the connection without answering the first N requests
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub drop_first: usize,
+
+    /// Send this Retry-After header (seconds or an HTTP date) with every failure
+    #[arg(long, value_name = "VALUE")]
+    pub retry_after: Option<String>,
+
+    /// Answer 413 Payload Too Large to a request of more than N records
+    #[arg(long, value_name = "N")]
+    pub max_records: Option<usize>,
 }
 
 /// One request as the server saw it.
@@ -88,8 +103,30 @@ struct State {
     log: Mutex<Vec<Request>>,
     logged: Condvar,
     in_flight: AtomicUsize,
+    /// Requests that have arrived, for --fail-first and --drop-first.
+    arrived: AtomicUsize,
     options: Options,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
+
+/// The request was answered by closing the connection (--drop-first).
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped on purpose")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+const LOCALHOST: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+const RECORD: Options = Options {
+    record: true,
+    print: false,
+};
 
 /// What the server keeps and tells about the requests it answers.
 #[derive(Clone, Copy, Debug)]
@@ -111,11 +148,13 @@ pub struct MockServer {
 impl MockServer {
     /// Starts a quiet server that records every request, on 127.0.0.1 at a port the OS chooses.
     pub fn start(behavior: Behavior) -> std::io::Result<MockServer> {
-        let options = Options {
-            record: true,
-            print: false,
-        };
-        MockServer::serve(SocketAddr::from(([127, 0, 0, 1], 0)), behavior, options)
+        MockServer::serve(LOCALHOST, behavior, RECORD, None)
+    }
+
+    /// Like [`MockServer::start`], but speaking HTTPS with this certificate chain and private
+    /// key (PEM).
+    pub fn start_tls(behavior: Behavior, cert: &str, key: &str) -> std::io::Result<MockServer> {
+        MockServer::serve(LOCALHOST, behavior, RECORD, Some(tls_acceptor(cert, key)?))
     }
 
     /// Starts a server on `addr`.
@@ -123,6 +162,7 @@ impl MockServer {
         addr: SocketAddr,
         behavior: Behavior,
         options: Options,
+        tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> std::io::Result<MockServer> {
         let listener = std::net::TcpListener::bind(addr)?;
         listener.set_nonblocking(true)?;
@@ -132,7 +172,9 @@ impl MockServer {
             log: Mutex::new(Vec::new()),
             logged: Condvar::new(),
             in_flight: AtomicUsize::new(0),
+            arrived: AtomicUsize::new(0),
             options,
+            tls,
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -161,7 +203,12 @@ impl MockServer {
 
     /// The endpoint to give abatch.
     pub fn url(&self) -> String {
-        format!("http://{}/predict", self.addr)
+        let scheme = if self.state.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}/predict", self.addr)
     }
 
     /// Every request seen so far, in order of arrival.
@@ -232,12 +279,45 @@ async fn accept(
         let _ = stream.set_nodelay(true);
         let state = state.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| answer(state.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            match &state.tls {
+                None => serve_connection(stream, state.clone()).await,
+                Some(tls) => {
+                    if let Ok(stream) = tls.accept(stream).await {
+                        serve_connection(stream, state.clone()).await;
+                    }
+                }
+            }
         });
     }
+}
+
+async fn serve_connection<IO>(io: IO, state: Arc<State>)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| answer(state.clone(), req));
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
+/// A TLS acceptor for this certificate chain and private key (PEM).
+fn tls_acceptor(cert: &str, key: &str) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |e: &dyn std::fmt::Display| std::io::Error::other(e.to_string());
+    let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(&e))?;
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| invalid(&e))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(&e))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| invalid(&e))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// Decrements the in-flight count however the request ends, hung requests included.
@@ -252,7 +332,8 @@ impl Drop for InFlight<'_> {
 async fn answer(
     state: Arc<State>,
     req: hyper::Request<Incoming>,
-) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+) -> Result<hyper::Response<Full<Bytes>>, Dropped> {
+    let number = state.arrived.fetch_add(1, Ordering::SeqCst);
     let in_flight = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     let _guard = InFlight(&state.in_flight);
     let arrived = Instant::now();
@@ -290,6 +371,9 @@ async fn answer(
     if behavior.hang {
         std::future::pending::<()>().await;
     }
+    if number < behavior.drop_first {
+        return Err(Dropped);
+    }
     let delay = script.delay.unwrap_or_else(|| behavior.delay());
     match arrived.checked_add(delay) {
         Some(deadline) if !delay.is_zero() => hold_until(deadline).await,
@@ -297,7 +381,13 @@ async fn answer(
         // Beyond what a clock can hold: as good as never.
         None => std::future::pending().await,
     }
-    if let Some(code) = script.status.or(behavior.status) {
+    let failing = match behavior.fail_first {
+        Some(first) if number < first => Some(behavior.status.unwrap_or(503)),
+        Some(_) => None,
+        None => behavior.status,
+    };
+    let too_many = behavior.max_records.filter(|max| count > *max).map(|_| 413);
+    if let Some(code) = script.status.or(too_many).or(failing) {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = behavior
             .reply
@@ -307,6 +397,12 @@ async fn answer(
         if status.is_redirection() {
             let moved = hyper::header::HeaderValue::from_static("/moved");
             failure.headers_mut().insert(hyper::header::LOCATION, moved);
+        }
+        let retry_after = behavior.retry_after.as_deref().map(str::parse);
+        if let Some(Ok(value)) = retry_after {
+            failure
+                .headers_mut()
+                .insert(hyper::header::RETRY_AFTER, value);
         }
         return Ok(failure);
     }

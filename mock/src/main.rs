@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<ExitCode> {
         record: false,
         print: running && !args.quiet,
     };
-    let server = MockServer::serve(addr, args.behavior, options)
+    let server = MockServer::serve(addr, args.behavior, options, None)
         .with_context(|| format!("cannot listen on {addr}"))?;
 
     let Some((program, rest)) = args.command.split_first() else {

@@ -5,5 +5,8 @@ mod common;
 mod batching;
 mod concurrency;
 mod failures;
+mod hostile;
 mod io;
+mod reliability;
+mod signals;
 mod usage;

@@ -1,0 +1,200 @@
+//! Hostile input and hostile servers: limits that keep memory bounded, input no parser
+//! expects, TLS trust, and secrets that never leak into messages.
+
+use crate::common::*;
+
+#[test]
+fn a_line_over_the_limit_is_an_input_error_naming_it() {
+    let server = quick_server();
+    let long = format!("{{\"text\":\"{}\"}}\n", "x".repeat(200));
+    let input = format!("{}{long}{}", records(0..2), records(3..5));
+    let out = abatch_to(&server)
+        .args(["--max-line-bytes", "100", "--ordered"])
+        .write_stdin(input)
+        .assert()
+        .code(1);
+    assert_eq!(echoed_ids(&out.get_output().stdout), [0, 1]);
+    let stderr = Stderr::of(&out.get_output().stderr);
+    assert_eq!(
+        stderr.message(),
+        "abatch: <stdin>:3: the line is longer than --max-line-bytes (100 B)"
+    );
+}
+
+#[test]
+fn a_response_over_the_limit_fails_its_batch_without_retrying() {
+    let server = quick_server();
+    let out = abatch_to(&server)
+        .args(["--max-response-bytes", "64", "-b", "10"])
+        .write_stdin(records(0..10))
+        .assert()
+        .code(1);
+    let stderr = Stderr::of(&out.get_output().stderr);
+    assert!(
+        stderr
+            .message()
+            .ends_with("invalid response: the body is larger than --max-response-bytes (64 B)"),
+        "{stderr:#?}"
+    );
+    assert_eq!(server.requests().len(), 1);
+}
+
+#[test]
+fn binary_and_truncated_input_get_clear_errors_or_pass() {
+    let server = quick_server();
+    // A last line without a newline is a record like any other.
+    let out = abatch_to(&server)
+        .args(["--ordered", "-q"])
+        .write_stdin("{\"id\":0}\n{\"id\":1}")
+        .assert()
+        .success();
+    assert_eq!(echoed_ids(&out.get_output().stdout), [0, 1]);
+    for (input, line) in [
+        (&b"{\"id\":0}\n\x00\x01\x02\n"[..], 2),
+        (&b"{\"id\":0}\n{\"id\":1}\n\"\xff\xfe\"\n"[..], 3),
+        (&b"\"ok\"\n{\"cut\": [1, 2"[..], 2),
+    ] {
+        let out = abatch_to(&server).write_stdin(input).assert().code(1);
+        let stderr = Stderr::of(&out.get_output().stderr);
+        let prefix = format!("abatch: <stdin>:{line}: invalid JSON at column ");
+        assert!(stderr.message().starts_with(&prefix), "{stderr:#?}");
+    }
+}
+
+#[test]
+fn deeply_nested_records_pass_through_without_overflowing_the_stack() {
+    let server = quick_server();
+    let depth = 100_000;
+    let nested = format!("{}{}\n", "[".repeat(depth), "]".repeat(depth));
+    let out = abatch_to(&server)
+        .arg("-q")
+        .write_stdin(format!("{nested}{}", records(1..2)))
+        .assert();
+    let output = out.get_output();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let sent = server.requests();
+    assert_eq!(sent.len(), 1);
+    let body = format!("[{},{{\"id\":1}}]", nested.trim_end());
+    assert_eq!(sent[0].body, body.as_bytes());
+    let expected = format!(
+        "{{\"echo\":{}}}\n{{\"echo\":{{\"id\":1}}}}\n",
+        nested.trim_end()
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout), expected);
+}
+
+#[test]
+fn a_batch_of_ten_thousand_records_goes_in_one_request() {
+    let server = quick_server();
+    let out = abatch_to(&server)
+        .args(["-b", "10000", "--ordered", "-q"])
+        .write_stdin(records(0..10_000))
+        .assert()
+        .success();
+    assert_eq!(
+        echoed_ids(&out.get_output().stdout),
+        (0..10_000).collect::<Vec<_>>()
+    );
+    assert_eq!(sizes(&server), [10_000]);
+}
+
+/// A server speaking HTTPS with a fresh self-signed certificate for 127.0.0.1, and that
+/// certificate in PEM.
+fn tls_server() -> (MockServer, String) {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
+        .expect("a certificate can be made");
+    let pem = cert.cert.pem();
+    let server =
+        MockServer::start_tls(Behavior::default(), &pem, &cert.signing_key.serialize_pem())
+            .expect("TLS mock starts");
+    (server, pem)
+}
+
+#[test]
+fn tls_is_verified_unless_a_ca_is_given_or_checks_are_off() {
+    let (server, pem) = tls_server();
+    let out = abatch_to(&server)
+        .args(["--retries", "0"])
+        .write_stdin(records(0..2))
+        .assert()
+        .code(1);
+    let stderr = Stderr::of(&out.get_output().stderr);
+    assert!(
+        stderr.message().contains("cannot connect to 127.0.0.1:"),
+        "{stderr:#?}"
+    );
+    assert!(stderr.message().contains("certificate"), "{stderr:#?}");
+    assert!(server.requests().is_empty());
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pem).unwrap();
+    let out = abatch_to(&server)
+        .arg("--cacert")
+        .arg(&ca)
+        .args(["-q", "--ordered"])
+        .write_stdin(records(0..2))
+        .assert()
+        .success()
+        .stderr("");
+    assert_eq!(echoed_ids(&out.get_output().stdout), [0, 1]);
+
+    let out = abatch_to(&server)
+        .args(["--insecure", "-q"])
+        .write_stdin(records(0..2))
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert_eq!(
+        stderr,
+        "abatch: warning: --insecure: TLS certificates are not verified\n"
+    );
+
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let out = abatch_to(&server)
+        .arg("--cacert")
+        .arg(&not_pem)
+        .write_stdin(records(0..2))
+        .assert()
+        .code(1);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("holds no PEM certificate"), "{stderr}");
+}
+
+#[test]
+fn headers_from_a_file_are_sent_and_never_shown() {
+    let server = quick_server();
+    let dir = tempfile::tempdir().unwrap();
+    let headers = dir.path().join("headers");
+    std::fs::write(
+        &headers,
+        "# keep out of ps\nAuthorization: Bearer hunter2\nX-Team: ml\n",
+    )
+    .unwrap();
+    let arg = format!("@{}", headers.display());
+    let out = abatch_to(&server)
+        .args(["-H", &arg, "-H", "X-Extra: 1"])
+        .write_stdin(records(0..1))
+        .assert()
+        .success();
+    let seen = &server.requests()[0].headers;
+    assert_eq!(seen["authorization"], "Bearer hunter2");
+    assert_eq!(seen["x-team"], "ml");
+    assert_eq!(seen["x-extra"], "1");
+    let output = out.get_output();
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("hunter2"));
+
+    std::fs::write(&headers, "Authorization: Bearer hunter2\u{7f}\n").unwrap();
+    let out = abatch_to(&server)
+        .args(["-H", &arg])
+        .write_stdin(records(0..1))
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&format!("{}:1: ", headers.display())),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
