@@ -224,4 +224,64 @@ mod tests {
             );
         }
     }
+
+    /// The batcher and this window together, as the pipe uses them: records arriving at
+    /// random gaps, random batch limits, and batches completing in random order. Every record
+    /// comes out exactly once, in input order with `ordered`, and as a permutation with
+    /// futures' `buffer_unordered`.
+    #[tokio::test(start_paused = true)]
+    async fn property_batched_records_come_out_once_and_in_order_when_asked() {
+        use crate::batch::{Limits, batches};
+        use crate::input::{Location, Record};
+        use std::num::NonZeroUsize;
+        let mut rng = crate::testing::Rng::new(99);
+        for case in 0..200 {
+            let count = rng.below(120) as usize;
+            let limits = Limits {
+                records: NonZeroUsize::new(1 + rng.below(9) as usize).unwrap(),
+                bytes: None,
+                timeout: Duration::from_millis(rng.below(30)),
+            };
+            let active = 1 + rng.below(5) as usize;
+            let in_order = rng.below(2) == 0;
+            let gaps: Vec<u64> = (0..count)
+                .map(|_| if rng.below(4) == 0 { rng.below(40) } else { 0 })
+                .collect();
+            let delays: Vec<u64> = (0..count).map(|_| rng.below(60)).collect();
+            let records =
+                futures::stream::iter(gaps.into_iter().enumerate()).then(|(i, gap)| async move {
+                    tokio::time::sleep(Duration::from_millis(gap)).await;
+                    Ok(Record {
+                        json: serde_json::value::RawValue::from_string(i.to_string()).unwrap(),
+                        at: Location {
+                            source: "p".into(),
+                            line: i as u64 + 1,
+                        },
+                    })
+                });
+            let delays = &delays;
+            let exchanges = batches(Box::pin(records), limits).map(|batch| async move {
+                let lines: Vec<usize> = batch
+                    .unwrap()
+                    .records
+                    .iter()
+                    .map(|r| r.at.line as usize - 1)
+                    .collect();
+                // Completion order: each batch takes as long as its first record says.
+                let delay = lines.first().map_or(0, |&i| delays[i]);
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                lines
+            });
+            let out: Vec<Vec<usize>> = if in_order {
+                ordered(exchanges, active, 4 * active).collect().await
+            } else {
+                exchanges.buffer_unordered(active).collect().await
+            };
+            let mut seen: Vec<usize> = out.into_iter().flatten().collect();
+            if !in_order {
+                seen.sort_unstable();
+            }
+            assert_eq!(seen, (0..count).collect::<Vec<_>>(), "case {case}");
+        }
+    }
 }

@@ -374,3 +374,83 @@ fn an_abort_leaves_every_unanswered_record_in_the_dead_letters() {
         }
     }
 }
+
+/// Random batch sizes, timeouts, concurrency, latencies, orders and poisoned records, through
+/// the real binary with --on-error null: every record comes out exactly once, as its result or
+/// as a null line with a dead letter, and in input order when asked.
+#[test]
+fn property_every_record_once_whatever_the_settings() {
+    let server = server(Behavior {
+        latency_max: Some(Duration::from_millis(15)),
+        ..Behavior::default()
+    });
+    let mut rng = fastrand::Rng::with_seed(7);
+    for case in 0..8 {
+        let count = rng.usize(0..400);
+        let bad: Vec<usize> = (0..rng.usize(0..4))
+            .map(|_| rng.usize(0..count.max(1)))
+            .collect();
+        let batch = rng.usize(1..40).to_string();
+        let concurrency = rng.usize(1..9).to_string();
+        let timeout = format!("{}ms", rng.u64(0..20));
+        let ordered = rng.bool();
+        let split = rng.bool();
+        let mut cmd = abatch_to(&server);
+        cmd.args([
+            "-b",
+            &batch,
+            "-c",
+            &concurrency,
+            "-t",
+            &timeout,
+            "--on-error",
+            "null",
+        ]);
+        if ordered {
+            cmd.arg("--ordered");
+        }
+        if split {
+            cmd.arg("--split-on-error");
+        }
+        let out = cmd.write_stdin(with_poison(count, &bad)).assert();
+        let output = out.get_output();
+        let context = format!(
+            "case {case}: {count} records, bad {bad:?}, -b {batch} -c {concurrency} -t {timeout} ordered={ordered} split={split}"
+        );
+        let expected_code = if bad.is_empty() || count == 0 { 0 } else { 3 };
+        assert_eq!(output.status.code(), Some(expected_code), "{context}");
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), count, "{context}");
+        let stderr = Stderr::of(&output.stderr);
+        let answered: Vec<usize> = lines
+            .iter()
+            .filter(|line| **line != "null")
+            .map(|line| {
+                let value: serde_json::Value = serde_json::from_str(line).unwrap();
+                value["echo"]["id"].as_u64().unwrap() as usize
+            })
+            .collect();
+        let mut all = answered.clone();
+        all.extend(dead_ids(&stderr.dead));
+        all.sort_unstable();
+        assert_eq!(all, (0..count).collect::<Vec<_>>(), "{context}");
+        assert!(
+            bad.iter().all(|b| dead_ids(&stderr.dead).contains(b)),
+            "{context}"
+        );
+        if split {
+            let mut expected_dead = bad.clone();
+            expected_dead.sort_unstable();
+            expected_dead.dedup();
+            assert_eq!(dead_ids(&stderr.dead), expected_dead, "{context}");
+        }
+        if ordered {
+            for (i, line) in lines.iter().enumerate() {
+                if *line != "null" {
+                    assert_eq!(*line, format!("{{\"echo\":{{\"id\":{i}}}}}"), "{context}");
+                }
+            }
+        }
+    }
+}
