@@ -202,7 +202,9 @@ fn best_of(runs: usize, mut run: impl FnMut() -> Measured) -> Measured {
 /// Runs abatch once over `input`, its output thrown away, and measures it.
 fn abatch(server: &MockServer, input: &Path, args: &[&str]) -> Measured {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_abatch"));
-    cmd.args(["--url", &server.url()]).args(args).arg(input);
+    cmd.args(["--url", &server.url(), "--quiet"])
+        .args(args)
+        .arg(input);
     measure(cmd)
 }
 

@@ -55,7 +55,7 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
         append: cli.resume,
     };
     let output = Output::open(&sinks)?;
-    let errors_name = sinks.errors_name();
+    let errors_place = sinks.errors_place();
 
     let stop = Stop::default();
     let tally = Tally::default();
@@ -172,7 +172,7 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
         say(Summary {
             tally: &tally,
             elapsed: started.elapsed(),
-            errors: &errors_name,
+            errors: &errors_place,
             reader_gone,
             resumed_from: output_name.as_deref(),
         });

@@ -25,6 +25,9 @@ pub enum Failure {
     Timeout(Duration),
     #[error("cannot connect to {host}: {cause}")]
     Connect { host: String, cause: String },
+    /// The server's TLS certificate was refused: no other attempt will do better.
+    #[error("cannot connect to {host}: {cause}")]
+    Certificate { host: String, cause: String },
     #[error("request failed: {0}")]
     Transport(String),
     #[error("invalid response: {0}")]
@@ -178,6 +181,11 @@ impl Client {
     fn failure(&self, error: &reqwest::Error) -> Failure {
         if error.is_timeout() {
             Failure::Timeout(self.timeout)
+        } else if error.is_connect() && certificate_refused(error) {
+            Failure::Certificate {
+                host: self.endpoint.clone(),
+                cause: root_cause(error),
+            }
         } else if error.is_connect() {
             Failure::Connect {
                 host: self.endpoint.clone(),
@@ -248,6 +256,25 @@ fn quote(body: &[u8]) -> String {
         quoted.push_str(" …");
     }
     quoted
+}
+
+/// Whether TLS refused the server's certificate somewhere in this chain of causes (rustls'
+/// error travels inside an io::Error, whose source() skips it).
+fn certificate_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        let tls = error.downcast_ref::<rustls::Error>().or_else(|| {
+            error
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if matches!(tls, Some(rustls::Error::InvalidCertificate(_))) {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// The innermost cause of an error: "Connection refused (os error 111)" rather than

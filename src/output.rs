@@ -60,6 +60,7 @@ pub struct Output {
     lines: mpsc::Sender<Lines>,
     done: oneshot::Receiver<Result<(), Failed>>,
     name: String,
+    /// The dead-letter file, for messages.
     errors_name: String,
 }
 
@@ -88,10 +89,12 @@ pub struct Sinks<'a> {
 }
 
 impl Sinks<'_> {
-    /// The name of the dead-letter sink, for messages.
-    pub fn errors_name(&self) -> String {
-        self.errors
-            .map_or_else(|| "stderr".to_string(), |p| p.display().to_string())
+    /// Where dead letters go, for messages: "in FILE" or "on stderr".
+    pub fn errors_place(&self) -> String {
+        self.errors.map_or_else(
+            || "on stderr".to_string(),
+            |p| format!("in {}", p.display()),
+        )
     }
 }
 
@@ -138,7 +141,9 @@ impl Output {
             lines,
             done,
             name,
-            errors_name: sinks.errors_name(),
+            errors_name: sinks
+                .errors
+                .map_or_else(|| "standard error".to_string(), |p| p.display().to_string()),
         })
     }
 

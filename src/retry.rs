@@ -53,15 +53,15 @@ impl Policy {
 }
 
 /// Failures another attempt may cure: no connection or no answer, a timeout, and the statuses
-/// that say "not now" (408, 429, 500, 502, 503, 504). Other 4xx and a reply that breaks the
-/// wire contract would fail the same way again.
+/// that say "not now" (408, 429, 500, 502, 503, 504). Other 4xx, a reply that breaks the wire
+/// contract and a refused certificate would fail the same way again.
 pub fn retryable(failure: &Failure) -> bool {
     match failure {
         Failure::Timeout(_) | Failure::Connect { .. } | Failure::Transport(_) => true,
         Failure::Status { status, .. } => {
             matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
         }
-        Failure::Response(_) => false,
+        Failure::Response(_) | Failure::Certificate { .. } => false,
     }
 }
 

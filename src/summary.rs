@@ -50,12 +50,13 @@ impl Tally {
     }
 }
 
-/// The closing line, e.g. "1000 records read: 968 answered, 32 failed (see failed.jsonl);
+/// The closing line, e.g. "1000 records read: 968 answered, 32 failed (dead letters in
+/// failed.jsonl);
 /// 32 batches, 3 retries, 1.2s, 833 records/s".
 pub struct Summary<'a> {
     pub tally: &'a Tally,
     pub elapsed: Duration,
-    /// Where the dead letters went, for the reader to find them.
+    /// Where the dead letters went, for the reader to find them: "in FILE" or "on stderr".
     pub errors: &'a str,
     /// Results that could not be written because the reader of the output went away.
     pub reader_gone: bool,
@@ -89,7 +90,7 @@ impl fmt::Display for Summary<'_> {
             write!(f, ", {} unanswered", t.unsent.get())?;
         }
         if t.dead() > 0 {
-            write!(f, " (see {})", self.errors)?;
+            write!(f, " (dead letters {})", self.errors)?;
         }
         if self.reader_gone {
             f.write_str(", the rest not written (the output was closed)")?;
@@ -140,13 +141,13 @@ mod tests {
         let summary = Summary {
             tally: &tally,
             elapsed: Duration::from_millis(2500),
-            errors: "failed.jsonl",
+            errors: "in failed.jsonl",
             reader_gone: false,
             resumed_from: None,
         };
         assert_eq!(
             summary.to_string(),
-            "1000 records read: 960 answered, 32 failed, 8 unanswered (see failed.jsonl); \
+            "1000 records read: 960 answered, 32 failed, 8 unanswered (dead letters in failed.jsonl); \
              32 batches, 1 retry, 2.5s, 400 records/s"
         );
     }

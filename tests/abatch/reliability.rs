@@ -176,7 +176,7 @@ fn skip_writes_nothing_for_failed_records_and_exits_3() {
     );
     assert!(
         stderr.summary.starts_with(&format!(
-            "abatch: 30 records read: 20 answered, 10 failed (see {}); ",
+            "abatch: 30 records read: 20 answered, 10 failed (dead letters in {}); ",
             errors.display()
         )),
         "{}",
