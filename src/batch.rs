@@ -179,21 +179,9 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::Location;
+    use crate::testing::{positions, record};
     use futures::FutureExt;
     use futures::channel::mpsc;
-    use serde_json::value::RawValue;
-    use std::sync::Arc;
-
-    fn record(source: &str, line: u64, json: &str) -> Record {
-        Record {
-            json: RawValue::from_string(json.to_owned()).unwrap(),
-            at: Location {
-                source: Arc::from(source),
-                line,
-            },
-        }
-    }
 
     fn limits(records: usize, bytes: Option<usize>, timeout_ms: u64) -> Limits {
         Limits {
@@ -337,13 +325,7 @@ mod tests {
             let mut batches = Box::pin(batches(rx, limits(size, cap, timeout.as_millis() as u64)));
             let mut sent = Vec::new();
             while let Some(batch) = batches.next().await {
-                let lines: Vec<usize> = batch
-                    .unwrap()
-                    .records
-                    .iter()
-                    .map(|r| r.at.line as usize - 1)
-                    .collect();
-                sent.push((Instant::now(), lines));
+                sent.push((Instant::now(), positions(&batch.unwrap())));
             }
             producer.await.unwrap();
 

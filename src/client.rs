@@ -290,20 +290,12 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::{Location, Record};
-    use std::sync::Arc;
+    use crate::testing::record;
 
     fn batch(texts: &[&str]) -> Vec<Record> {
-        texts
-            .iter()
-            .zip(1..)
-            .map(|(text, line)| Record {
-                json: RawValue::from_string((*text).to_owned()).unwrap(),
-                at: Location {
-                    source: Arc::from("t"),
-                    line,
-                },
-            })
+        (1..)
+            .zip(texts)
+            .map(|(line, text)| record("t", line, text))
             .collect()
     }
 

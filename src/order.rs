@@ -232,7 +232,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn property_batched_records_come_out_once_and_in_order_when_asked() {
         use crate::batch::{Limits, batches};
-        use crate::input::{Location, Record};
+        use crate::testing::{positions, record};
         use std::num::NonZeroUsize;
         let mut rng = crate::testing::Rng::new(99);
         for case in 0..200 {
@@ -251,22 +251,11 @@ mod tests {
             let records =
                 futures::stream::iter(gaps.into_iter().enumerate()).then(|(i, gap)| async move {
                     tokio::time::sleep(Duration::from_millis(gap)).await;
-                    Ok(Record {
-                        json: serde_json::value::RawValue::from_string(i.to_string()).unwrap(),
-                        at: Location {
-                            source: "p".into(),
-                            line: i as u64 + 1,
-                        },
-                    })
+                    Ok(record("p", i as u64 + 1, &i.to_string()))
                 });
             let delays = &delays;
             let exchanges = batches(Box::pin(records), limits).map(|batch| async move {
-                let lines: Vec<usize> = batch
-                    .unwrap()
-                    .records
-                    .iter()
-                    .map(|r| r.at.line as usize - 1)
-                    .collect();
+                let lines = positions(&batch.unwrap());
                 // Completion order: each batch takes as long as its first record says.
                 let delay = lines.first().map_or(0, |&i| delays[i]);
                 tokio::time::sleep(Duration::from_millis(delay)).await;

@@ -1,5 +1,32 @@
-//! A small seeded random generator for the unit tests' randomized cases, so a failure
-//! reproduces exactly.
+//! What the unit tests share: records made from text, and a small seeded random generator for
+//! the randomized cases, so a failure reproduces exactly.
+
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+
+use crate::batch::Batch;
+use crate::input::{Location, Record};
+
+/// A record of `json` read at `source:line`.
+pub fn record(source: &str, line: u64, json: &str) -> Record {
+    Record {
+        json: RawValue::from_string(json.to_owned()).unwrap(),
+        at: Location {
+            source: Arc::from(source),
+            line,
+        },
+    }
+}
+
+/// The 0-based positions of a batch's records, from their line numbers.
+pub fn positions(batch: &Batch) -> Vec<usize> {
+    batch
+        .records
+        .iter()
+        .map(|r| r.at.line as usize - 1)
+        .collect()
+}
 
 pub struct Rng(u64);
 

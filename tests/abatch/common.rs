@@ -2,7 +2,7 @@
 //! what came out without sleeping for luck.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -84,11 +84,11 @@ pub fn echoed_ids(stdout: &[u8]) -> Vec<usize> {
         .collect()
 }
 
-/// Lines of a child's stdout, delivered as they are written.
-pub fn lines_of(stdout: ChildStdout) -> mpsc::Receiver<String> {
+/// Lines of a child's stdout or stderr, delivered as they are written.
+pub fn lines_of(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
+        for line in BufReader::new(pipe).lines() {
             let Ok(line) = line else { break };
             if tx.send(line).is_err() {
                 break;

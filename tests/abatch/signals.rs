@@ -1,7 +1,7 @@
 //! SIGINT and SIGTERM: a first signal finishes what was read, a second gives up at once, and
 //! --resume continues an interrupted run to the output an uninterrupted one gives.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -16,17 +16,7 @@ fn signal(child: &Child, signal: libc::c_int) {
 
 /// Lines of a child's stderr, delivered as they are written.
 fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
+    lines_of(child.stderr.take().unwrap())
 }
 
 /// Collects stderr lines until one contains `needle`; returns them all.
