@@ -137,10 +137,23 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
     let Router {
         first_failure,
         failed_batches,
-        input_error,
+        mut input_error,
         reader,
         ..
     } = router;
+    let input_ended = input_error.is_none() && stop.signalled().is_none() && failed_batches == 0;
+    if let Some(output) = cli
+        .output
+        .as_ref()
+        .filter(|_| input_ended && tally.skipped.get() < resumed)
+    {
+        input_error = Some(anyhow!(
+            "--resume: {} held {resumed} lines, but the input has only {} records; \
+             is it the output of another input?",
+            output.display(),
+            tally.skipped.get()
+        ));
+    }
     // finish() first: it tells a closed pipe from a failed write.
     let finished = output.finish().await?;
     let reader_gone = reader == Reader::Gone || finished == Reader::Gone;

@@ -214,6 +214,31 @@ fn resuming_an_interrupted_run_gives_the_output_of_an_uninterrupted_one() {
 }
 
 #[test]
+fn resume_refuses_an_output_longer_than_the_input() {
+    let server = quick_server();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    std::fs::write(&out, "1\n2\n3\n").unwrap();
+    let result = abatch_to(&server)
+        .args(["--ordered", "--resume", "-o"])
+        .arg(&out)
+        .write_stdin(records(0..2))
+        .assert()
+        .code(1);
+    let stderr = Stderr::of(&result.get_output().stderr);
+    assert_eq!(
+        stderr.message(),
+        format!(
+            "abatch: --resume: {} held 3 lines, but the input has only 2 records; \
+             is it the output of another input?",
+            out.display()
+        )
+    );
+    assert!(server.requests().is_empty());
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "1\n2\n3\n");
+}
+
+#[test]
 fn resume_needs_ordered_output_to_a_file_that_keeps_every_line() {
     let server = quick_server();
     let dir = tempfile::tempdir().unwrap();
