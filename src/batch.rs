@@ -30,6 +30,32 @@ pub struct Limits {
 #[derive(Debug)]
 pub struct Batch {
     pub records: Vec<Record>,
+    /// Why the batch was sent when it was.
+    pub flush: Flush,
+}
+
+/// What sent a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// It held --batch-size records.
+    Size,
+    /// No further record fit within --max-batch-bytes.
+    Bytes,
+    /// --batch-timeout passed since its first record.
+    Timeout,
+    /// The input ended (or stopped).
+    End,
+}
+
+impl fmt::Display for Flush {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Flush::Size => "full",
+            Flush::Bytes => "at the byte cap",
+            Flush::Timeout => "by the batch timeout",
+            Flush::End => "at the end of input",
+        })
+    }
 }
 
 /// Which records these are, for messages: "lines 3-9 of data.jsonl".
@@ -93,20 +119,27 @@ where
 }
 
 impl<S> Batches<S> {
-    /// True when the pending batch must go now: full by count, or no further record could fit
-    /// (the smallest record adds two bytes: a comma and one character).
-    fn is_full(pending: &[Record], pending_bytes: usize, limits: &Limits) -> bool {
-        pending.len() >= limits.records.get()
-            || (!pending.is_empty()
-                && limits
-                    .bytes
-                    .is_some_and(|max| pending_bytes + 2 > max.get()))
+    /// Why the pending batch must go now, if it must: full by count, or no further record
+    /// could fit (the smallest record adds two bytes: a comma and one character).
+    fn is_full(pending: &[Record], pending_bytes: usize, limits: &Limits) -> Option<Flush> {
+        if pending.len() >= limits.records.get() {
+            Some(Flush::Size)
+        } else if !pending.is_empty()
+            && limits
+                .bytes
+                .is_some_and(|max| pending_bytes + 2 > max.get())
+        {
+            Some(Flush::Bytes)
+        } else {
+            None
+        }
     }
 
-    fn take(pending: &mut Vec<Record>, limits: &Limits) -> Batch {
+    fn take(pending: &mut Vec<Record>, limits: &Limits, flush: Flush) -> Batch {
         let fresh = Vec::with_capacity(limits.records.get().min(1024));
         Batch {
             records: std::mem::replace(pending, fresh),
+            flush,
         }
     }
 }
@@ -120,8 +153,8 @@ where
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
         loop {
-            if Self::is_full(this.pending, *this.pending_bytes, this.limits) {
-                return Poll::Ready(Some(Ok(Self::take(this.pending, this.limits))));
+            if let Some(flush) = Self::is_full(this.pending, *this.pending_bytes, this.limits) {
+                return Poll::Ready(Some(Ok(Self::take(this.pending, this.limits, flush))));
             }
             if let Some(error) = this.error.take() {
                 *this.ended = true;
@@ -137,7 +170,8 @@ where
                     let overflows = !this.pending.is_empty()
                         && this.limits.bytes.is_some_and(|max| grown > max.get());
                     // A record that does not fit sends the batch and starts the next one.
-                    let full = overflows.then(|| Self::take(this.pending, this.limits));
+                    let full =
+                        overflows.then(|| Self::take(this.pending, this.limits, Flush::Bytes));
                     if this.pending.is_empty() {
                         let due = Instant::now() + this.limits.timeout;
                         this.deadline.as_mut().reset(due);
@@ -156,18 +190,27 @@ where
                         return Poll::Ready(Some(Err(error)));
                     }
                     *this.error = Some(error);
-                    return Poll::Ready(Some(Ok(Self::take(this.pending, this.limits))));
+                    return Poll::Ready(Some(Ok(Self::take(
+                        this.pending,
+                        this.limits,
+                        Flush::End,
+                    ))));
                 }
                 Poll::Ready(None) => {
                     *this.ended = true;
                     if this.pending.is_empty() {
                         return Poll::Ready(None);
                     }
-                    return Poll::Ready(Some(Ok(Self::take(this.pending, this.limits))));
+                    return Poll::Ready(Some(Ok(Self::take(
+                        this.pending,
+                        this.limits,
+                        Flush::End,
+                    ))));
                 }
                 Poll::Pending => {
                     if !this.pending.is_empty() && this.deadline.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Some(Ok(Self::take(this.pending, this.limits))));
+                        let batch = Self::take(this.pending, this.limits, Flush::Timeout);
+                        return Poll::Ready(Some(Ok(batch)));
                     }
                     return Poll::Pending;
                 }
@@ -209,6 +252,24 @@ mod tests {
             vec![vec![1, 2, 3], vec![4, 5, 6], vec![7]]
         );
         assert!(matches!(batches.next().now_or_never(), Some(None)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_batch_says_what_sent_it() {
+        let (tx, rx) = mpsc::unbounded();
+        let mut batches = Box::pin(batches(rx, limits(2, Some(9), 50)));
+        let flush = |batch: Option<anyhow::Result<Batch>>| batch.unwrap().unwrap().flush;
+        for line in 1..=2 {
+            tx.unbounded_send(Ok(record("a", line, "1"))).unwrap();
+        }
+        assert_eq!(flush(batches.next().await), Flush::Size);
+        tx.unbounded_send(Ok(record("a", 3, "1234567"))).unwrap();
+        tx.unbounded_send(Ok(record("a", 4, "1"))).unwrap();
+        assert_eq!(flush(batches.next().await), Flush::Bytes);
+        assert_eq!(flush(batches.next().await), Flush::Timeout);
+        tx.unbounded_send(Ok(record("a", 5, "1"))).unwrap();
+        drop(tx);
+        assert_eq!(flush(batches.next().await), Flush::End);
     }
 
     #[tokio::test(start_paused = true)]

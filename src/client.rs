@@ -1,11 +1,13 @@
 //! Sends records as one HTTP exchange and checks the reply against the wire contract: a 2xx
 //! answer holding a JSON array with exactly one result per record, in the same order.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
+use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::cli::Cli;
@@ -30,18 +32,25 @@ pub enum Failure {
     Certificate { host: String, cause: String },
     #[error("request failed: {0}")]
     Transport(String),
-    #[error("invalid response: {0}")]
-    Response(String),
+    /// A 2xx answer that breaks the wire contract.
+    #[error("invalid response: {problem}")]
+    Response { status: StatusCode, problem: String },
 }
 
 impl Failure {
-    /// The HTTP status, when the server answered with an unsuccessful one.
+    /// The HTTP status, when the server answered.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
-            Failure::Status { status, .. } => Some(*status),
+            Failure::Status { status, .. } | Failure::Response { status, .. } => Some(*status),
             _ => None,
         }
     }
+}
+
+/// A successful exchange: its status, and one result per record, in record order.
+pub struct Answer {
+    pub status: StatusCode,
+    pub results: Vec<Box<RawValue>>,
 }
 
 pub struct Client {
@@ -51,7 +60,21 @@ pub struct Client {
     endpoint: String,
     timeout: Duration,
     max_response_bytes: usize,
+    /// The headers every request carries, as --dry-run shows them: values given with -H are
+    /// redacted.
+    shown_headers: BTreeMap<String, String>,
 }
+
+/// A request as --dry-run shows it.
+#[derive(Serialize)]
+struct Shown<'a> {
+    method: &'static str,
+    url: &'a str,
+    headers: &'a BTreeMap<String, String>,
+    body: &'a RawValue,
+}
+
+const USER_AGENT: &str = concat!("abatch/", env!("CARGO_PKG_VERSION"));
 
 /// How much of an error body a message quotes.
 const QUOTED_BODY: usize = 200;
@@ -61,14 +84,18 @@ impl Client {
     /// The client `cli` describes: its URL, headers, timeouts, limits and trust.
     pub fn new(cli: &Cli) -> anyhow::Result<Client> {
         let mut headers = HeaderMap::new();
+        let mut shown_headers =
+            BTreeMap::from([("user-agent".to_string(), USER_AGENT.to_string())]);
         for header in cli.headers() {
             headers.append(header.name.clone(), header.value.clone());
+            shown_headers.insert(header.name.to_string(), "(redacted)".into());
         }
         if !headers.contains_key(CONTENT_TYPE) {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            shown_headers.insert(CONTENT_TYPE.to_string(), "application/json".into());
         }
         let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("abatch/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .default_headers(headers)
             .redirect(reqwest::redirect::Policy::custom(|attempt| {
                 // 301, 302 and 303 would turn the POST into a GET without its body: report
@@ -103,7 +130,10 @@ impl Client {
         let http = builder
             .build()
             .map_err(|e| anyhow!("cannot set up the HTTP client: {}", root_cause(&e)))?;
-        let url = cli.url.clone();
+        let url = cli
+            .url
+            .clone()
+            .ok_or_else(|| anyhow!("--url (or ABATCH_URL) is required"))?;
         // host_str keeps the brackets of an IPv6 address.
         let host = url.host_str().unwrap_or_default().to_owned();
         let endpoint = match url.port_or_known_default() {
@@ -116,11 +146,30 @@ impl Client {
             endpoint,
             timeout: cli.timeout,
             max_response_bytes: cli.max_response_bytes.get(),
+            shown_headers,
         })
     }
 
+    /// The request that would carry `records`, as one JSON value: method, URL, headers (values
+    /// given with -H redacted) and body.
+    pub fn show(&self, records: &[Record]) -> Box<RawValue> {
+        let body = body(records);
+        // The body is an array of JSON records, so it is JSON.
+        let body = std::str::from_utf8(&body)
+            .ok()
+            .and_then(|text| serde_json::from_str::<&RawValue>(text).ok())
+            .unwrap_or(RawValue::NULL);
+        let shown = Shown {
+            method: "POST",
+            url: self.url.as_str(),
+            headers: &self.shown_headers,
+            body,
+        };
+        serde_json::value::to_raw_value(&shown).unwrap_or_else(|_| RawValue::NULL.to_owned())
+    }
+
     /// POSTs `records` once and returns one result per record, in record order.
-    pub async fn send(&self, records: &[Record]) -> Result<Vec<Box<RawValue>>, Failure> {
+    pub async fn send(&self, records: &[Record]) -> Result<Answer, Failure> {
         let mut response = self
             .http
             .post(self.url.clone())
@@ -138,8 +187,9 @@ impl Client {
             });
         }
         let limit = self.max_response_bytes;
+        let invalid = |problem| Failure::Response { status, problem };
         let too_large = || {
-            Failure::Response(format!(
+            invalid(format!(
                 "the body is larger than --max-response-bytes ({})",
                 bytesize::ByteSize(limit as u64)
             ))
@@ -155,7 +205,8 @@ impl Client {
             }
             body.extend_from_slice(&chunk);
         }
-        results(&body, records.len())
+        let results = results(&body, records.len()).map_err(invalid)?;
+        Ok(Answer { status, results })
     }
 
     /// What an unsuccessful answer says: where it redirects, or the start of its body.
@@ -215,21 +266,22 @@ fn body(records: &[Record]) -> Vec<u8> {
     body
 }
 
-/// The results in a 2xx body, which must be an array of `expected` JSON values.
-fn results(body: &[u8], expected: usize) -> Result<Vec<Box<RawValue>>, Failure> {
+/// The results in a 2xx body, which must be an array of `expected` JSON values; or what is
+/// wrong with it.
+fn results(body: &[u8], expected: usize) -> Result<Vec<Box<RawValue>>, String> {
     let results: Vec<Box<RawValue>> = serde_json::from_slice(body).map_err(|e| {
         let what = if e.is_data() {
             "expected a JSON array of results"
         } else {
             "not valid JSON"
         };
-        Failure::Response(format!("{what} ({e}); body: {}", quote(body)))
+        format!("{what} ({e}); body: {}", quote(body))
     })?;
     if results.len() != expected {
-        return Err(Failure::Response(format!(
+        return Err(format!(
             "expected {expected} results (one per record), got {}",
             results.len()
-        )));
+        ));
     }
     Ok(results)
 }
@@ -317,22 +369,16 @@ mod tests {
     fn results_must_be_an_array_of_the_right_length() {
         assert_eq!(results(b"[1, {\"b\": 2}]", 2).unwrap().len(), 2);
         let wrong = results(b"[1]", 2).unwrap_err().to_string();
-        assert_eq!(
-            wrong,
-            "invalid response: expected 2 results (one per record), got 1"
-        );
+        assert_eq!(wrong, "expected 2 results (one per record), got 1");
         let object = results(b"{\"predictions\": []}", 2)
             .unwrap_err()
             .to_string();
         assert!(
-            object.starts_with("invalid response: expected a JSON array of results"),
+            object.starts_with("expected a JSON array of results"),
             "{object}"
         );
         let garbage = results(b"<html>oops</html>", 2).unwrap_err().to_string();
-        assert!(
-            garbage.starts_with("invalid response: not valid JSON"),
-            "{garbage}"
-        );
+        assert!(garbage.starts_with("not valid JSON"), "{garbage}");
         assert!(garbage.ends_with("body: <html>oops</html>"), "{garbage}");
     }
 

@@ -3,15 +3,15 @@
 //! rejects, so that only the records at fault fail. Every record of the batch comes back,
 //! answered or not, so that none is lost.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota};
 use serde_json::value::RawValue;
 
-use crate::batch::Batch;
-use crate::cli::Rate;
-use crate::client::{Client, Failure};
+use crate::batch::{self, Batch};
+use crate::cli::{Cli, OnError, Rate};
+use crate::client::{Answer, Client, Failure};
 use crate::input::Record;
 use crate::retry::Policy;
 use crate::stop::{Stop, Unsent};
@@ -35,13 +35,20 @@ pub enum Part {
     },
     /// These records were never answered because the run stopped first.
     Unsent { records: usize, why: Unsent },
+    /// --dry-run: the request that would have carried these records, as a JSON line.
+    Shown {
+        records: usize,
+        request: Box<RawValue>,
+    },
 }
 
 impl Part {
     pub fn len(&self) -> usize {
         match self {
             Part::Answered(results) => results.len(),
-            Part::Failed { records, .. } | Part::Unsent { records, .. } => *records,
+            Part::Failed { records, .. }
+            | Part::Unsent { records, .. }
+            | Part::Shown { records, .. } => *records,
         }
     }
 }
@@ -54,19 +61,21 @@ pub struct Exchanger<'a> {
     tally: &'a Tally,
     /// Whether a failed batch stops the run (--on-error abort).
     aborts: bool,
+    /// Show each request instead of sending it.
+    dry_run: bool,
 }
 
 impl<'a> Exchanger<'a> {
-    pub fn new(
-        client: &'a Client,
-        policy: Policy,
-        rate: Option<Rate>,
-        stop: &'a Stop,
-        tally: &'a Tally,
-        aborts: bool,
-    ) -> Exchanger<'a> {
+    /// Exchanges as `cli` asks (retries, splitting, rate, error policy, dry run), through
+    /// `client`.
+    pub fn new(cli: &Cli, client: &'a Client, stop: &'a Stop, tally: &'a Tally) -> Exchanger<'a> {
+        let policy = Policy {
+            retries: cli.retries,
+            backoff: cli.retry_backoff,
+            split: cli.split_on_error,
+        };
         // Evenly spaced starts (a burst of one): no second ever holds more than N of them.
-        let rate = rate.map(|rate| {
+        let rate = cli.rate.map(|rate: Rate| {
             let quota = Quota::with_period(rate.per / rate.count.get())
                 .unwrap_or_else(|| Quota::per_second(rate.count));
             let clock = DefaultClock::default();
@@ -81,12 +90,24 @@ impl<'a> Exchanger<'a> {
             rate,
             stop,
             tally,
-            aborts,
+            aborts: cli.on_error == OnError::Abort,
+            dry_run: cli.dry_run,
         }
     }
 
     /// Sends `batch` (unless the run is stopping) and returns what became of each record.
     pub async fn outcome(&self, batch: Batch) -> Outcome {
+        let tally = self.tally;
+        Tally::add(&tally.batches, 1);
+        let number = tally.batches.get();
+        tally.measures.batch(&batch);
+        tracing::debug!(
+            "batch {number} ({}): {} records, sent {}",
+            batch::span(&batch.records),
+            batch.records.len(),
+            batch.flush
+        );
+        Tally::add(&tally.in_flight, 1);
         let records = batch.records;
         let unsent = |why| {
             vec![Part::Unsent {
@@ -96,14 +117,19 @@ impl<'a> Exchanger<'a> {
         };
         let parts = match self.stop.no_new_batches() {
             Some(why) => unsent(why),
+            None if self.dry_run => vec![Part::Shown {
+                records: records.len(),
+                request: self.client.show(&records),
+            }],
             None => {
                 tokio::select! {
                     biased;
                     why = self.stop.in_flight_cancelled() => unsent(why),
-                    parts = self.parts(&records) => parts,
+                    parts = self.parts(number, &records) => parts,
                 }
             }
         };
+        tally.in_flight.set(tally.in_flight.get().saturating_sub(1));
         if self.aborts && parts.iter().any(|p| matches!(p, Part::Failed { .. })) {
             self.stop.abort();
         }
@@ -112,15 +138,21 @@ impl<'a> Exchanger<'a> {
 
     /// The parts for `records`: all answered, or, for a rejected batch that splits, the parts
     /// of each half in turn.
-    async fn parts(&self, records: &[Record]) -> Vec<Part> {
-        let (failure, attempts) = match self.attempts(records).await {
+    async fn parts(&self, number: u64, records: &[Record]) -> Vec<Part> {
+        let (failure, attempts) = match self.attempts(number, records).await {
             Ok(results) => return vec![Part::Answered(results)],
             Err(failed) => failed,
         };
         if records.len() > 1 && self.policy.splits(&failure) {
             let (first, second) = records.split_at(records.len() / 2);
-            let mut parts = Box::pin(self.parts(first)).await;
-            parts.extend(Box::pin(self.parts(second)).await);
+            tracing::debug!(
+                "batch {number}: splitting {} records into {} and {}",
+                records.len(),
+                first.len(),
+                second.len()
+            );
+            let mut parts = Box::pin(self.parts(number, first)).await;
+            parts.extend(Box::pin(self.parts(number, second)).await);
             return parts;
         }
         vec![Part::Failed {
@@ -132,16 +164,45 @@ impl<'a> Exchanger<'a> {
 
     /// Sends `records` until they are answered or the policy gives up; on failure, returns the
     /// last failure and how many attempts were made.
-    async fn attempts(&self, records: &[Record]) -> Result<Vec<Box<RawValue>>, (Failure, u32)> {
+    async fn attempts(
+        &self,
+        number: u64,
+        records: &[Record],
+    ) -> Result<Vec<Box<RawValue>>, (Failure, u32)> {
         let mut attempt = 1;
         loop {
             self.pace().await;
             self.tally.request();
-            let failure = match self.client.send(records).await {
-                Ok(results) => return Ok(results),
+            let measures = &self.tally.measures;
+            measures.attempt_started();
+            let started = Instant::now();
+            let sent = self.client.send(records).await;
+            let took = started.elapsed();
+            measures.attempt_finished(took, &sent);
+            let span = || batch::span(records);
+            let ms = took.as_secs_f64() * 1000.0;
+            let failure = match sent {
+                Ok(Answer { status, results }) => {
+                    tracing::info!(
+                        "batch {number} ({}), {} records, attempt {attempt}: {status} in {ms:.1} ms",
+                        span(),
+                        records.len()
+                    );
+                    return Ok(results);
+                }
                 Err(failure) => failure,
             };
-            match self.policy.retry(&failure, attempt, fastrand::f64()) {
+            let retry = self.policy.retry(&failure, attempt, fastrand::f64());
+            tracing::info!(
+                "batch {number} ({}), {} records, attempt {attempt}: {failure} after {ms:.1} ms{}",
+                span(),
+                records.len(),
+                match retry {
+                    Some(wait) => format!("; retrying in {:.0} ms", wait.as_secs_f64() * 1000.0),
+                    None => String::new(),
+                }
+            );
+            match retry {
                 Some(wait) => {
                     self.tally.retry();
                     tokio::time::sleep(wait).await;
@@ -159,6 +220,7 @@ impl<'a> Exchanger<'a> {
         };
         while let Err(not_until) = limiter.check() {
             let wait = not_until.wait_time_from(clock.now());
+            tracing::debug!("--rate: waiting {:.1} ms", wait.as_secs_f64() * 1000.0);
             tokio::time::sleep(wait.max(Duration::from_micros(100))).await;
         }
     }

@@ -61,13 +61,20 @@ pub fn retryable(failure: &Failure) -> bool {
         Failure::Status { status, .. } => {
             matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
         }
-        Failure::Response(_) | Failure::Certificate { .. } => false,
+        Failure::Response { .. } | Failure::Certificate { .. } => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn invalid() -> Failure {
+        Failure::Response {
+            status: StatusCode::OK,
+            problem: "wrong count".into(),
+        }
+    }
 
     fn status(code: u16, retry_after: Option<u64>) -> Failure {
         Failure::Status {
@@ -97,7 +104,7 @@ mod tests {
             host: "h:1".into(),
             cause: "refused".into()
         }));
-        assert!(!retryable(&Failure::Response("wrong count".into())));
+        assert!(!retryable(&invalid()));
     }
 
     #[test]
@@ -144,6 +151,6 @@ mod tests {
         assert!(split.splits(&status(422, None)));
         assert!(!split.splits(&status(429, None)));
         assert!(!split.splits(&status(503, None)));
-        assert!(!split.splits(&Failure::Response("wrong count".into())));
+        assert!(!split.splits(&invalid()));
     }
 }

@@ -5,13 +5,15 @@ use std::cell::Cell;
 use std::fmt;
 use std::time::Duration;
 
+use crate::stats::Measures;
+
 #[derive(Default)]
 pub struct Tally {
     pub read: Cell<u64>,
     /// Records skipped because --resume found their results already written.
     pub skipped: Cell<u64>,
     /// Records whose result was written.
-    pub answered: Cell<u64>,
+    pub written: Cell<u64>,
     /// Records the server failed for good (in the dead-letter sink).
     pub failed: Cell<u64>,
     /// Records never answered because the run stopped (in the dead-letter sink).
@@ -21,6 +23,11 @@ pub struct Tally {
     pub retries: Cell<u64>,
     /// Batches being sent or waiting to be retried.
     pub in_flight: Cell<u64>,
+    /// Input bytes of the records counted above (their lines, less blank lines and the
+    /// whitespace around records), for the progress display.
+    pub bytes_done: Cell<u64>,
+    /// What --stats reports beyond these counts.
+    pub measures: Measures,
 }
 
 fn add(counter: &Cell<u64>, n: u64) {
@@ -50,7 +57,7 @@ impl Tally {
     }
 }
 
-/// The closing line, e.g. "1000 records read: 968 answered, 32 failed (dead letters in
+/// The closing line, e.g. "1000 records read: 968 written, 32 failed (dead letters in
 /// failed.jsonl);
 /// 32 batches, 3 retries, 1.2s, 833 records/s".
 pub struct Summary<'a> {
@@ -62,6 +69,8 @@ pub struct Summary<'a> {
     pub reader_gone: bool,
     /// Where --resume found earlier results.
     pub resumed_from: Option<&'a str>,
+    /// Nothing was sent (--dry-run).
+    pub dry_run: bool,
 }
 
 /// "1 batch", "2 batches".
@@ -79,11 +88,19 @@ impl fmt::Display for Summary<'_> {
                 count(skipped, "record", "records")
             )?;
         }
+        if self.dry_run {
+            return write!(
+                f,
+                "dry run: {} read into {}; nothing sent",
+                count(t.read.get(), "record", "records"),
+                count(t.batches.get(), "batch", "batches")
+            );
+        }
         write!(
             f,
-            "{} read: {} answered, {} failed",
+            "{} read: {} written, {} failed",
             count(t.read.get(), "record", "records"),
-            t.answered.get(),
+            t.written.get(),
             t.failed.get()
         )?;
         if t.unsent.get() > 0 {
@@ -130,7 +147,7 @@ mod tests {
         let tally = Tally::default();
         for (counter, n) in [
             (&tally.read, 1000),
-            (&tally.answered, 960),
+            (&tally.written, 960),
             (&tally.failed, 32),
             (&tally.unsent, 8),
             (&tally.batches, 32),
@@ -144,10 +161,11 @@ mod tests {
             errors: "in failed.jsonl",
             reader_gone: false,
             resumed_from: None,
+            dry_run: false,
         };
         assert_eq!(
             summary.to_string(),
-            "1000 records read: 960 answered, 32 failed, 8 unanswered (dead letters in failed.jsonl); \
+            "1000 records read: 960 written, 32 failed, 8 unanswered (dead letters in failed.jsonl); \
              32 batches, 1 retry, 2.5s, 400 records/s"
         );
     }
