@@ -1,7 +1,8 @@
 //! Wires the pipe top to bottom: input → batches → exchanges (bounded, ordered or as completed)
 //! → output and dead letters, and decides how the run ends.
 
-use std::io::Write;
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,7 +17,8 @@ use crate::exit::Exit;
 use crate::input::{self, Record};
 use crate::order;
 use crate::output::{self, DeadLetter, Lines, Output, Reader, Sinks};
-use crate::retry::Policy;
+use crate::progress::{self, Progress};
+use crate::stats::Report;
 use crate::stop::{Stop, Unsent};
 use crate::summary::{Summary, Tally};
 
@@ -24,6 +26,7 @@ use crate::summary::{Summary, Tally};
 const WAITING_PER_SLOT: usize = 4;
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
+    log_requests(cli.verbose, cli.quiet);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -36,7 +39,34 @@ pub fn run(cli: Cli) -> anyhow::Result<Exit> {
 
 /// Writes a line on stderr; not eprintln!, which panics when stderr is closed.
 pub fn say(message: impl std::fmt::Display) {
-    let _ = writeln!(std::io::stderr(), "abatch: {message}");
+    let _ = writeln!(progress::Stderr, "abatch: {message}");
+}
+
+/// With -v, logs each request on stderr (-vv: also batches, splits and waits; -vvv: also the
+/// HTTP library's connection events).
+fn log_requests(verbose: u8, quiet: bool) {
+    use tracing::level_filters::LevelFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let (ours, theirs) = match verbose {
+        _ if quiet => return,
+        0 => return,
+        1 => (LevelFilter::INFO, LevelFilter::OFF),
+        2 => (LevelFilter::DEBUG, LevelFilter::OFF),
+        _ => (LevelFilter::DEBUG, LevelFilter::DEBUG),
+    };
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_target(env!("CARGO_CRATE_NAME"), ours)
+        .with_default(theirs);
+    let format = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_timer(tracing_subscriber::fmt::time::uptime())
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(|| progress::Stderr);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(format)
+        .init();
 }
 
 async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
@@ -56,48 +86,45 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
     };
     let output = Output::open(&sinks)?;
     let errors_place = sinks.errors_place();
+    let stats = cli
+        .stats
+        .as_deref()
+        .map(|path| {
+            File::create(path).map_err(|e| anyhow!("cannot create {}: {e}", path.display()))
+        })
+        .transpose()?;
 
     let stop = Stop::default();
     let tally = Tally::default();
-    let policy = Policy {
-        retries: cli.retries,
-        backoff: cli.retry_backoff,
-        split: cli.split_on_error,
-    };
-    let aborts = cli.on_error == OnError::Abort;
-    let exchanger = Exchanger::new(&client, policy, cli.rate, &stop, &tally, aborts);
+    let exchanger = Exchanger::new(&cli, &client, &stop, &tally);
     let limits = Limits {
         records: cli.batch_size,
         bytes: cli.max_batch_bytes,
         timeout: cli.batch_timeout,
     };
     let concurrency = cli.concurrency.get();
+    let progress = progress::wanted(cli.progress, cli.no_progress, cli.quiet)
+        .then(|| Progress::start(progress::total_bytes(&cli.inputs)));
 
     let stops = input::Stops {
         finish: stop.finish_reading().clone(),
         abandon: stop.abandon_reading().clone(),
     };
     let mut to_skip = resumed;
-    let records = input::records(cli.inputs, cli.max_line_bytes.get(), stops).filter(|record| {
+    let inputs = cli.inputs.clone();
+    let records = input::records(inputs, cli.max_line_bytes.get(), stops).filter(|record| {
         let skip = record.is_ok() && to_skip > 0;
         if skip {
             to_skip -= 1;
-            tally.skipped.set(tally.skipped.get() + 1);
+            Tally::add(&tally.skipped, 1);
         } else if record.is_ok() {
             tally.read();
         }
         futures::future::ready(!skip)
     });
     let exchanges = batch::batches(records, limits).map(|batch| {
-        let (exchanger, tally) = (&exchanger, &tally);
-        async move {
-            let batch = batch?;
-            Tally::add(&tally.batches, 1);
-            Tally::add(&tally.in_flight, 1);
-            let outcome = exchanger.outcome(batch).await;
-            tally.in_flight.set(tally.in_flight.get() - 1);
-            Ok(outcome)
-        }
+        let exchanger = &exchanger;
+        async move { Ok(exchanger.outcome(batch?).await) }
     });
     let completed = if cli.ordered {
         order::ordered(exchanges, concurrency, WAITING_PER_SLOT * concurrency).left_stream()
@@ -129,10 +156,20 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
             }
         }
     };
+    let show_progress = async {
+        match &progress {
+            Some(progress) => progress.run(&tally).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         biased;
         () = drive => {}
         () = stop.watch_signals(|| tally.in_flight.get()) => {}
+        () = show_progress => {}
+    }
+    if let Some(progress) = progress {
+        progress.finish();
     }
     let Router {
         first_failure,
@@ -160,15 +197,20 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
 
     let exit = if let Some(signal) = stop.signalled() {
         signal
-    } else if input_error.is_some() || (aborts && failed_batches > 0) {
+    } else if input_error.is_some() || (cli.on_error == OnError::Abort && failed_batches > 0) {
         Exit::Aborted
     } else if tally.dead() > 0 {
         Exit::SomeFailed
     } else {
         Exit::Success
     };
+    let elapsed = started.elapsed();
     if let Some(first) = first_failure {
-        let label = if aborts { "" } else { "first failure: " };
+        let label = if cli.on_error == OnError::Abort {
+            ""
+        } else {
+            "first failure: "
+        };
         match failed_batches {
             0 | 1 => say(format_args!("{label}{first}")),
             n => say(format_args!(
@@ -184,11 +226,21 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
         let output_name = cli.output.as_ref().map(|p| p.display().to_string());
         say(Summary {
             tally: &tally,
-            elapsed: started.elapsed(),
+            elapsed,
             errors: &errors_place,
             reader_gone,
             resumed_from: output_name.as_deref(),
+            dry_run: cli.dry_run,
         });
+    }
+    if let (Some(file), Some(path)) = (stats, &cli.stats) {
+        let report = Report::new(&tally, elapsed, concurrency, exit as u8);
+        let written = serde_json::to_writer_pretty(BufWriter::new(file), &report)
+            .map_err(std::io::Error::from);
+        if let Err(e) = written {
+            say(format_args!("cannot write {}: {e}", path.display()));
+            return Ok(Exit::Aborted);
+        }
     }
     Ok(exit)
 }
@@ -215,6 +267,9 @@ struct Router<'a> {
 impl Router<'_> {
     async fn route(&mut self, outcome: Outcome) {
         let Outcome { records, parts } = outcome;
+        // Each record's line and its newline, for the progress display.
+        let bytes: usize = records.iter().map(|r| r.json.get().len() + 1).sum();
+        Tally::add(&self.tally.bytes_done, bytes);
         let mut records = records.into_iter();
         for part in parts {
             let n = part.len();
@@ -223,7 +278,7 @@ impl Router<'_> {
                 Part::Answered(results) => match self.gap {
                     None => {
                         these.for_each(drop);
-                        Tally::add(&self.tally.answered, n);
+                        Tally::add(&self.tally.written, n);
                         self.write(Lines::Results(results)).await;
                     }
                     Some(why) => {
@@ -257,6 +312,10 @@ impl Router<'_> {
                         OnError::Null => self.write(Lines::Nulls(n)).await,
                     }
                     self.write(letters).await;
+                }
+                Part::Shown { request, .. } => {
+                    these.for_each(drop);
+                    self.write(Lines::Results(vec![request])).await;
                 }
                 Part::Unsent { why, .. } => {
                     Tally::add(&self.tally.unsent, n);

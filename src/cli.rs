@@ -6,6 +6,7 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::builder::FalseyValueParser;
 use clap::{CommandFactory, Parser};
 use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
@@ -20,72 +21,83 @@ use reqwest::header::{HeaderName, HeaderValue};
 /// each result is written as one line of JSON.
 #[derive(Parser, Debug)]
 #[command(name = "abatch", version)]
-#[command(after_long_help = AFTER_LONG_HELP)]
+#[command(after_long_help = after_long_help())]
 pub struct Cli {
     /// Endpoint to POST each batch to (http or https)
-    #[arg(short, long, env = "ABATCH_URL", hide_env_values = true, value_name = "URL", value_parser = parse_url)]
-    pub url: Url,
+    #[arg(short, long, env = "ABATCH_URL", hide_env_values = true, value_name = "URL", value_parser = parse_url, required_unless_present = "generate")]
+    pub url: Option<Url>,
 
     /// Input files of newline-delimited JSON; '-' or none means stdin
     #[arg(value_name = "FILE")]
     pub inputs: Vec<PathBuf>,
 
     /// Longest input line accepted; a longer one is an input error, not an out-of-memory
-    #[arg(long, value_name = "BYTES", default_value = "64MiB", value_parser = parse_bytes, help_heading = "Input")]
+    #[arg(long, value_name = "BYTES", default_value = "64MiB", value_parser = parse_bytes, help_heading = "Input", env = "ABATCH_MAX_LINE_BYTES")]
     pub max_line_bytes: NonZeroUsize,
 
     /// Most records in one batch
-    #[arg(short, long, value_name = "N", default_value = "32", value_parser = parse_count, help_heading = "Batching")]
+    #[arg(short, long, value_name = "N", default_value = "32", value_parser = parse_count, help_heading = "Batching", env = "ABATCH_BATCH_SIZE")]
     pub batch_size: NonZeroUsize,
 
     /// Send a batch that is not full this long after its first record arrived (e.g. 100ms, 2s, 1m)
-    #[arg(short = 't', long, value_name = "DURATION", default_value = "100ms", value_parser = parse_delay, help_heading = "Batching")]
+    #[arg(short = 't', long, value_name = "DURATION", default_value = "100ms", value_parser = parse_delay, help_heading = "Batching", env = "ABATCH_BATCH_TIMEOUT")]
     pub batch_timeout: Duration,
 
     /// Also send a batch before its body (the JSON array) would grow past this size (e.g. 4MiB)
-    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, help_heading = "Batching")]
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, help_heading = "Batching", env = "ABATCH_MAX_BATCH_BYTES")]
     pub max_batch_bytes: Option<NonZeroUsize>,
 
     /// Most batches in flight at once; reading pauses while that many are outstanding
-    #[arg(short, long, value_name = "N", default_value = "4", value_parser = parse_count, help_heading = "Requests")]
+    #[arg(short, long, value_name = "N", default_value = "4", value_parser = parse_count, help_heading = "Requests", env = "ABATCH_CONCURRENCY")]
     pub concurrency: NonZeroUsize,
 
     /// Give up on an attempt that has not been fully answered after this long
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_limit, help_heading = "Requests")]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_limit, help_heading = "Requests", env = "ABATCH_TIMEOUT")]
     pub timeout: Duration,
 
     /// Start at most N requests per second or minute, retries included (e.g. 20/s, 600/m)
-    #[arg(long, value_name = "N/s|N/m", value_parser = parse_rate, help_heading = "Requests")]
+    #[arg(long, value_name = "N/s|N/m", value_parser = parse_rate, help_heading = "Requests", env = "ABATCH_RATE")]
     pub rate: Option<Rate>,
 
     /// Extra request header, 'Name: value', or @FILE for one header per line (repeatable);
     /// values never appear in messages
-    #[arg(short = 'H', long = "header", value_name = "HEADER", value_parser = HeaderParser, help_heading = "Requests")]
+    #[arg(short = 'H', long = "header", value_name = "HEADER", value_parser = HeaderParser, help_heading = "Requests", env = "ABATCH_HEADER", hide_env_values = true)]
     pub headers: Vec<Headers>,
 
     /// Also trust the CA certificates in this PEM file
-    #[arg(long, value_name = "FILE", help_heading = "Requests")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Requests",
+        env = "ABATCH_CACERT"
+    )]
     pub cacert: Option<PathBuf>,
 
     /// Do not verify TLS certificates (says so on stderr)
-    #[arg(long, help_heading = "Requests")]
+    #[arg(long, help_heading = "Requests", env = "ABATCH_INSECURE", value_parser = FalseyValueParser::new())]
     pub insecure: bool,
 
     /// Longest response body accepted; a longer one fails its batch
-    #[arg(long, value_name = "BYTES", default_value = "256MiB", value_parser = parse_bytes, help_heading = "Requests")]
+    #[arg(long, value_name = "BYTES", default_value = "256MiB", value_parser = parse_bytes, help_heading = "Requests", env = "ABATCH_MAX_RESPONSE_BYTES")]
     pub max_response_bytes: NonZeroUsize,
 
     /// Write results to FILE instead of stdout
-    #[arg(short, long, value_name = "FILE", help_heading = "Output")]
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        help_heading = "Output",
+        env = "ABATCH_OUTPUT"
+    )]
     pub output: Option<PathBuf>,
 
     /// Write results in input order (default: as each batch completes)
-    #[arg(long, help_heading = "Output")]
+    #[arg(long, help_heading = "Output", env = "ABATCH_ORDERED", value_parser = FalseyValueParser::new())]
     pub ordered: bool,
 
     /// Continue an interrupted run: keep the complete lines of --output, skip that many
     /// records, and append the rest (needs --ordered and --output)
-    #[arg(long, requires_all = ["ordered", "output"], help_heading = "Output")]
+    #[arg(long, requires_all = ["ordered", "output"], help_heading = "Output", env = "ABATCH_RESUME", value_parser = FalseyValueParser::new())]
     pub resume: bool,
 
     /// Extra attempts for a batch that failed in a way that may pass on a second try
@@ -94,33 +106,91 @@ pub struct Cli {
         long,
         value_name = "N",
         default_value = "3",
-        help_heading = "Reliability"
+        help_heading = "Reliability",
+        env = "ABATCH_RETRIES"
     )]
     pub retries: u32,
 
     /// Base of the exponential backoff between attempts, with full jitter, capped at 30s;
     /// a Retry-After from the server is honoured
-    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_delay, help_heading = "Reliability")]
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_delay, help_heading = "Reliability", env = "ABATCH_RETRY_BACKOFF")]
     pub retry_backoff: Duration,
 
     /// What a batch that still fails does: stop the run (abort), write nothing for its
     /// records (skip), or write a null line for each (null)
-    #[arg(long, value_name = "POLICY", value_enum, default_value_t = OnError::Abort, help_heading = "Reliability")]
+    #[arg(long, value_name = "POLICY", value_enum, default_value_t = OnError::Abort, help_heading = "Reliability", env = "ABATCH_ON_ERROR")]
     pub on_error: OnError,
 
     /// Write each record that has no result here, as a JSON line with its error (default:
     /// stderr)
-    #[arg(long, value_name = "FILE", help_heading = "Reliability")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Reliability",
+        env = "ABATCH_ERRORS"
+    )]
     pub errors: Option<PathBuf>,
 
     /// Split a batch the server rejects with a 4xx into halves, down to single records, so
     /// only the records at fault fail (a 413 always splits)
-    #[arg(long, help_heading = "Reliability")]
+    #[arg(long, help_heading = "Reliability", env = "ABATCH_SPLIT_ON_ERROR", value_parser = FalseyValueParser::new())]
     pub split_on_error: bool,
 
-    /// Print nothing on stderr but errors and warnings (no summary unless records failed)
-    #[arg(short, long)]
+    /// Print nothing on stderr but errors and warnings (no progress; no summary unless records
+    /// failed)
+    #[arg(short, long, env = "ABATCH_QUIET", value_parser = FalseyValueParser::new(), conflicts_with = "verbose", help_heading = "Display")]
     pub quiet: bool,
+
+    /// Log each request on stderr: batch, size, attempt, status, latency (-vv: also waits and
+    /// splits)
+    #[arg(short, long, env = "ABATCH_VERBOSE", action = clap::ArgAction::Count, help_heading = "Display")]
+    pub verbose: u8,
+
+    /// Show progress on stderr even when it is not a terminal
+    #[arg(long, env = "ABATCH_PROGRESS", value_parser = FalseyValueParser::new(), overrides_with = "no_progress", help_heading = "Display")]
+    pub progress: bool,
+
+    /// Never show progress
+    #[arg(long, env = "ABATCH_NO_PROGRESS", value_parser = FalseyValueParser::new(), overrides_with = "progress", help_heading = "Display")]
+    pub no_progress: bool,
+
+    /// Write run statistics as JSON to FILE at the end: counts, latency percentiles, batch
+    /// sizes, concurrency, HTTP statuses
+    #[arg(
+        long,
+        env = "ABATCH_STATS",
+        value_name = "FILE",
+        help_heading = "Display"
+    )]
+    pub stats: Option<PathBuf>,
+
+    /// Read and batch as usual but send nothing: print each request that would be sent as one
+    /// JSON line (header values redacted)
+    #[arg(long, env = "ABATCH_DRY_RUN", value_parser = FalseyValueParser::new(), help_heading = "Display")]
+    pub dry_run: bool,
+
+    /// Print shell completions or the man page, and exit
+    // A long help of its own: the man page shows no help that -h hides.
+    #[arg(
+        long,
+        value_name = "KIND",
+        value_enum,
+        exclusive = true,
+        hide_short_help = true,
+        long_help = "Print shell completions or the man page (roff), and exit"
+    )]
+    pub generate: Option<Generate>,
+}
+
+/// What `--generate` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generate {
+    Bash,
+    Zsh,
+    Fish,
+    Powershell,
+    Elvish,
+    Man,
 }
 
 /// What to do with a batch that failed for good.
@@ -194,25 +264,67 @@ impl Cli {
     }
 }
 
-const AFTER_LONG_HELP: &str = "\
-Every record read ends up with a result in the output or, with its error, in the --errors
-file (stderr by default); a summary line on stderr says how many went where.
+/// The exit statuses, as --help and the man page give them.
+pub const EXIT_STATUSES: [(&str, &str); 6] = [
+    (
+        "0",
+        "every record has a result (or the reader of the output went away)",
+    ),
+    (
+        "1",
+        "aborted: a batch failed under --on-error abort, an input line is invalid, or a file \
+         could not be read or written",
+    ),
+    ("2", "usage error; nothing was read or sent"),
+    (
+        "3",
+        "finished, but some records failed (--on-error skip or null)",
+    ),
+    (
+        "130",
+        "interrupted by SIGINT; a first signal finishes the batches already read, a second \
+         stops at once",
+    ),
+    ("143", "terminated by SIGTERM, as for SIGINT"),
+];
 
-Exit status:
-  0    every record has a result (or the reader of the output went away)
-  1    aborted: a batch failed under --on-error abort, an input line is not JSON, or a file
-       could not be read or written
-  2    usage error; nothing was read or sent
-  3    finished, but some records failed (--on-error skip or null)
-  130  interrupted by SIGINT (143: by SIGTERM); a first signal finishes the batches already
-       read, a second stops at once
+/// Examples, as --help and the man page give them: what each does, and the command.
+pub const EXAMPLES: [(&str, &str); 4] = [
+    (
+        "Score a file in batches of 32, results in input order:",
+        "abatch -u http://127.0.0.1:8080/predict -b 32 --ordered records.jsonl > results.jsonl",
+    ),
+    (
+        "Keep going past failures, with a null line for each failed record and the failed \
+         records kept for a retry:",
+        "abatch -u http://host/predict --on-error null --errors failed.jsonl big.jsonl > out.jsonl",
+    ),
+    (
+        "Retry exactly the records that failed:",
+        "jq -c .record failed.jsonl | abatch -u http://host/predict >> retried.jsonl",
+    ),
+    (
+        "Continue an interrupted run where it stopped:",
+        "abatch -u http://host/predict --ordered --resume -o out.jsonl big.jsonl",
+    ),
+];
 
-Examples:
-  cat records.jsonl | abatch -u http://127.0.0.1:8080/predict -b 32 -t 100ms --ordered
-  abatch -u http://host/predict -b 64 -c 8 part1.jsonl part2.jsonl -o out.jsonl
-  tail -f events.jsonl | abatch -u http://host/predict -t 1s
-  abatch -u http://host/predict --on-error null --errors failed.jsonl big.jsonl > out.jsonl
-  abatch -u http://host/predict --ordered --resume -o out.jsonl big.jsonl";
+/// What --help shows after the options.
+fn after_long_help() -> String {
+    let mut text = String::from(
+        "Every record read ends up with a result in the output or, with its error, in the \
+         --errors file (stderr by default); a summary line on stderr says how many went where.\n\n\
+         Exit status:\n",
+    );
+    for (code, meaning) in EXIT_STATUSES {
+        text.push_str(&format!("  {code:<4} {meaning}\n"));
+    }
+    text.push_str("\nExamples:\n");
+    for (what, command) in EXAMPLES {
+        text.push_str(&format!("  # {what}\n  {command}\n"));
+    }
+    text
+}
 
 /// A request header whose value is kept out of every message.
 #[derive(Clone)]

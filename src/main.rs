@@ -6,10 +6,13 @@ mod cli;
 mod client;
 mod exchange;
 mod exit;
+mod generate;
 mod input;
 mod order;
 mod output;
+mod progress;
 mod retry;
+mod stats;
 mod stop;
 mod summary;
 #[cfg(test)]
@@ -32,6 +35,15 @@ fn main() -> ExitCode {
             .into();
         }
     };
+    if let Some(kind) = cli.generate {
+        return match generate::write(kind, &mut std::io::stdout().lock()) {
+            Ok(()) => Exit::Success.into(),
+            Err(e) => {
+                app::say(format_args!("cannot write to standard output: {e}"));
+                Exit::Aborted.into()
+            }
+        };
+    }
     match app::run(cli) {
         Ok(exit) => exit.into(),
         Err(err) => {

@@ -131,8 +131,9 @@ impl Output {
                 };
                 let errors: Box<dyn Write> = match errors {
                     Some(file) => Box::new(file),
-                    // Unlocked: messages from the rest of abatch share stderr.
-                    None => Box::new(io::stderr()),
+                    // Unlocked, and around the progress display: the rest of abatch
+                    // writes there too.
+                    None => Box::new(crate::progress::Stderr),
                 };
                 let _ = report.send(write_lines(results, errors, queue));
             })

@@ -17,7 +17,7 @@ fn every_record_gets_its_result() {
     let summary = Stderr::of(&out.get_output().stderr).summary;
     assert!(
         summary
-            .starts_with("abatch: 10 records read: 10 answered, 0 failed; 3 batches, 0 retries, "),
+            .starts_with("abatch: 10 records read: 10 written, 0 failed; 3 batches, 0 retries, "),
         "{summary}"
     );
     let mut ids = echoed_ids(&out.get_output().stdout);

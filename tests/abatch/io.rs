@@ -64,7 +64,7 @@ fn a_missing_file_is_named_and_earlier_files_are_still_answered() {
     assert!(
         stderr
             .summary
-            .starts_with("abatch: 3 records read: 3 answered, 0 failed;")
+            .starts_with("abatch: 3 records read: 3 written, 0 failed;")
     );
 }
 
@@ -125,7 +125,7 @@ fn empty_input_sends_nothing_and_succeeds() {
         .success()
         .stdout("");
     let summary = Stderr::of(&out.get_output().stderr).summary;
-    assert!(summary.starts_with("abatch: 0 records read: 0 answered, 0 failed; 0 batches"));
+    assert!(summary.starts_with("abatch: 0 records read: 0 written, 0 failed; 0 batches"));
     assert!(server.requests().is_empty());
 }
 

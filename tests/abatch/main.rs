@@ -4,6 +4,8 @@ mod common;
 
 mod batching;
 mod concurrency;
+mod display;
+mod docs;
 mod failures;
 mod hostile;
 mod io;

@@ -58,7 +58,7 @@ fn the_first_failures_are_retried_until_one_passes() {
     assert_eq!(sizes(&server), vec![10, 10, 10], "two 503s, then success");
     let summary = Stderr::of(&out.get_output().stderr).summary;
     assert!(
-        summary.contains("10 answered, 0 failed; 1 batch, 2 retries"),
+        summary.contains("10 written, 0 failed; 1 batch, 2 retries"),
         "{summary}"
     );
 }
@@ -176,7 +176,7 @@ fn skip_writes_nothing_for_failed_records_and_exits_3() {
     );
     assert!(
         stderr.summary.starts_with(&format!(
-            "abatch: 30 records read: 20 answered, 10 failed (dead letters in {}); ",
+            "abatch: 30 records read: 20 written, 10 failed (dead letters in {}); ",
             errors.display()
         )),
         "{}",

@@ -73,7 +73,7 @@ fn a_first_sigint_sends_what_was_read_finishes_in_flight_batches_and_exits_130()
         stderr
             .last()
             .unwrap()
-            .starts_with("abatch: 23 records read: 23 answered, 0 failed;"),
+            .starts_with("abatch: 23 records read: 23 written, 0 failed;"),
         "{stderr:#?}"
     );
     drop(stdin);
@@ -119,7 +119,7 @@ fn a_second_sigint_gives_up_at_once_and_keeps_the_records_as_dead_letters() {
     assert!(
         rest.last()
             .unwrap()
-            .contains("10 records read: 0 answered, 0 failed, 10 unanswered"),
+            .contains("10 records read: 0 written, 0 failed, 10 unanswered"),
         "{rest:#?}"
     );
     drop(stdin);
