@@ -7,7 +7,7 @@
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Seek, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -113,6 +113,21 @@ fn main() {
             ]);
         }
     }
+    // The progress display, drawn (to /dev/null) ten times a second, against none.
+    let off = best_of(3, || abatch(&server, &records_1m, &["-b", "32", "--no-progress"]));
+    let on = best_of(3, || abatch(&server, &records_1m, &["-b", "32", "--progress"]));
+    rows.push([
+        "progress display on vs off, 1M records, -b 32 -c 4".into(),
+        format!(
+            "{:.2} vs {:.2} s CPU; {:.2} vs {:.2} s wall",
+            on.cpu.as_secs_f64(),
+            off.cpu.as_secs_f64(),
+            on.wall.as_secs_f64(),
+            off.wall.as_secs_f64()
+        ),
+        "no measurable cost".into(),
+        String::new(),
+    ]);
     if let Some(python) = python_with_aiohttp() {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/asyncio_client.py");
         let mut cmd = Command::new(python);
@@ -214,13 +229,15 @@ fn abatch(server: &MockServer, input: &Path, args: &[&str]) -> Measured {
     reason = "reaped by wait4, which also reports its resource use"
 )]
 fn measure(mut cmd: Command) -> Measured {
+    // Kept aside (a progress display draws there) and shown only if the run fails.
+    let mut stderr = tempfile::tempfile().expect("temporary file");
     let started = Instant::now();
     let child = cmd
         .env_remove("http_proxy")
         .env_remove("HTTP_PROXY")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(stderr.try_clone().expect("a second handle"))
         .spawn()
         .unwrap_or_else(|e| panic!("{cmd:?} does not start: {e}"));
     let mut status = 0;
@@ -231,10 +248,12 @@ fn measure(mut cmd: Command) -> Measured {
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let wall = started.elapsed();
     assert_eq!(waited, pid, "wait4 failed");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{cmd:?} failed: status {status}"
-    );
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        let mut said = String::new();
+        let _ = stderr.seek(std::io::SeekFrom::Start(0));
+        let _ = stderr.read_to_string(&mut said);
+        panic!("{cmd:?} failed: status {status}; it said:\n{said}");
+    }
     let seconds = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
     Measured {
         wall,
