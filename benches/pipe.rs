@@ -114,8 +114,12 @@ fn main() {
         }
     }
     // The progress display, drawn (to /dev/null) ten times a second, against none.
-    let off = best_of(3, || abatch(&server, &records_1m, &["-b", "32", "--no-progress"]));
-    let on = best_of(3, || abatch(&server, &records_1m, &["-b", "32", "--progress"]));
+    let off = best_of(3, || {
+        abatch(&server, &records_1m, &["-b", "32", "--no-progress"])
+    });
+    let on = best_of(3, || {
+        abatch(&server, &records_1m, &["-b", "32", "--progress"])
+    });
     rows.push([
         "progress display on vs off, 1M records, -b 32 -c 4".into(),
         format!(
