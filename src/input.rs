@@ -72,14 +72,15 @@ pub fn records(
         .map(|e| vec![Err(anyhow!("cannot start the input reader: {e}"))]);
     let Stops { finish, abandon } = stops;
     let chunks = stream::unfold((rx, finish), |(mut rx, finish)| async move {
+        // The signal first: a reader that keeps the channel full must not keep reading.
         let chunk = tokio::select! {
             biased;
-            chunk = rx.recv() => chunk,
             () = finish.cancelled(), if !rx.is_closed() => {
                 // The reader stops at its next hand-over; what it handed over still comes.
                 rx.close();
                 rx.recv().await
             }
+            chunk = rx.recv() => chunk,
         };
         chunk.map(|chunk| (chunk, (rx, finish)))
     });

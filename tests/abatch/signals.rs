@@ -39,15 +39,17 @@ fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) -> Vec<String> {
 #[test]
 fn a_first_sigint_sends_what_was_read_finishes_in_flight_batches_and_exits_130() {
     let server = server(Behavior {
-        latency: Some(Duration::from_millis(300)),
+        latency: Some(Duration::from_millis(150)),
         ..Behavior::default()
     });
-    // A long batch timeout: the last 3 records wait in a partial batch until the signal.
-    let mut child = spawn_to(&server, &["-b", "5", "-c", "4", "-t", "1h", "--ordered"]);
+    // One slot: while the first batch is out, the other records wait, read (in several
+    // chunks) but not batched. A long batch timeout: the last 100 records would wait in a
+    // partial batch forever.
+    let mut child = spawn_to(&server, &["-b", "500", "-c", "1", "-t", "1h", "--ordered"]);
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(records(0..23).as_bytes()).unwrap();
+    stdin.write_all(records(0..2600).as_bytes()).unwrap();
     stdin.flush().unwrap();
-    assert_eq!(server.wait_for_requests(4, PATIENCE).len(), 4);
+    assert_eq!(server.wait_for_requests(1, PATIENCE).len(), 1);
     let output = lines_of(child.stdout.take().unwrap());
     let errors = stderr_lines(&mut child);
     signal(&child, libc::SIGINT);
@@ -57,12 +59,12 @@ fn a_first_sigint_sends_what_was_read_finishes_in_flight_batches_and_exits_130()
     let written: Vec<String> = output.iter().collect();
     assert_eq!(
         echoed_ids(written.join("\n").as_bytes()),
-        (0..23).collect::<Vec<_>>()
+        (0..2600).collect::<Vec<_>>()
     );
     assert_eq!(
         sizes(&server),
-        [5, 5, 5, 5, 3],
-        "the partial batch was sent"
+        [500, 500, 500, 500, 500, 100],
+        "every record read was sent, the partial batch too"
     );
     let stderr: Vec<String> = errors.iter().collect();
     assert!(
@@ -73,10 +75,38 @@ fn a_first_sigint_sends_what_was_read_finishes_in_flight_batches_and_exits_130()
         stderr
             .last()
             .unwrap()
-            .starts_with("abatch: 23 records read: 23 written, 0 failed;"),
+            .starts_with("abatch: 2600 records read: 2600 written, 0 failed;"),
         "{stderr:#?}"
     );
     drop(stdin);
+}
+
+#[test]
+fn a_first_sigint_stops_reading_a_file_and_answers_every_record_it_read() {
+    let server = server(Behavior {
+        latency: Some(Duration::from_millis(50)),
+        ..Behavior::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.jsonl");
+    std::fs::write(&input, records(0..200_000)).unwrap();
+    let mut child = spawn_to(&server, &["-b", "100", "-c", "1", &input.to_string_lossy()]);
+    server.wait_for_requests(2, PATIENCE);
+    let output = lines_of(child.stdout.take().unwrap());
+    let errors = stderr_lines(&mut child);
+    signal(&child, libc::SIGINT);
+    assert_eq!(exit_of(&mut child).code(), Some(130));
+    let written = output.iter().count();
+    let summary = errors.iter().last().unwrap();
+    let read: usize = summary["abatch: ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(read < 200_000, "reading stopped: {summary}");
+    assert_eq!(written, read, "every record read was answered: {summary}");
+    assert_eq!(sizes(&server).iter().sum::<usize>(), read);
 }
 
 #[test]
