@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -18,6 +19,7 @@ use crate::input::{self, Record};
 use crate::order;
 use crate::output::{self, DeadLetter, Lines, Output, Reader, Sinks};
 use crate::progress::{self, Progress};
+use crate::shape::Shape;
 use crate::stats::Report;
 use crate::stop::{Stop, Unsent};
 use crate::summary::{Summary, Tally};
@@ -98,7 +100,12 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
     let tally = Tally::default();
     let exchanger = Exchanger::new(&cli, &client, &stop, &tally);
     let limits = Limits {
-        records: cli.batch_size,
+        // --single: one record per request.
+        records: if client.shape().single() {
+            NonZeroUsize::MIN
+        } else {
+            cli.batch_size
+        },
         bytes: cli.max_batch_bytes,
         timeout: cli.batch_timeout,
     };
@@ -138,6 +145,7 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
         stop: &stop,
         tally: &tally,
         output: &output,
+        shape: client.shape(),
         first_failure: None,
         failed_batches: 0,
         input_error: None,
@@ -254,6 +262,8 @@ struct Router<'a> {
     stop: &'a Stop,
     tally: &'a Tally,
     output: &'a Output,
+    /// How each result becomes a line (--merge).
+    shape: &'a Shape,
     /// The first failure, described for the final message.
     first_failure: Option<String>,
     failed_batches: usize,
@@ -277,9 +287,17 @@ impl Router<'_> {
             match part {
                 Part::Answered(results) => match self.gap {
                     None => {
-                        these.for_each(drop);
+                        let lines = if self.shape.merge.is_some() {
+                            these
+                                .zip(results)
+                                .map(|(record, result)| self.shape.line(&record.json, result))
+                                .collect()
+                        } else {
+                            these.for_each(drop);
+                            results
+                        };
                         Tally::add(&self.tally.written, n);
-                        self.write(Lines::Results(results)).await;
+                        self.write(Lines::Results(lines)).await;
                     }
                     Some(why) => {
                         let error = format!("answered, but not written: {why}");

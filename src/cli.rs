@@ -81,6 +81,120 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value = "256MiB", value_parser = parse_bytes, help_heading = "Requests", env = "ABATCH_MAX_RESPONSE_BYTES")]
     pub max_response_bytes: NonZeroUsize,
 
+    /// Speak a known API: a preset of the shaping flags below (explicit flags win)
+    #[arg(
+        long,
+        value_name = "NAME",
+        value_enum,
+        env = "ABATCH_API",
+        help_heading = "Shaping"
+    )]
+    pub api: Option<Api>,
+
+    /// JSON pointer into each record: the part sent for it (e.g. /text)
+    #[arg(
+        long,
+        value_name = "POINTER",
+        env = "ABATCH_INPUT",
+        help_heading = "Shaping"
+    )]
+    pub input: Option<String>,
+
+    /// Request body, with the bare token $batch where the array of inputs goes (or $record
+    /// with --single), e.g. '{"model":"m","input":$batch}'
+    #[arg(
+        long,
+        value_name = "JSON",
+        env = "ABATCH_TEMPLATE",
+        help_heading = "Shaping"
+    )]
+    pub template: Option<String>,
+
+    /// JSON pointer to the array of results in the answer (e.g. /predictions)
+    #[arg(
+        long,
+        value_name = "POINTER",
+        env = "ABATCH_RESULTS",
+        help_heading = "Shaping"
+    )]
+    pub results: Option<String>,
+
+    /// JSON pointer applied to each element of the results (e.g. /embedding)
+    #[arg(
+        long,
+        value_name = "POINTER",
+        env = "ABATCH_RESULT",
+        help_heading = "Shaping"
+    )]
+    pub result: Option<String>,
+
+    /// JSON pointer to a number in each element saying which input it answers, for servers
+    /// that may answer out of order (e.g. /index)
+    #[arg(
+        long,
+        value_name = "POINTER",
+        env = "ABATCH_INDEX",
+        help_heading = "Shaping"
+    )]
+    pub index: Option<String>,
+
+    /// Write each record (an object) with its result stored under FIELD, instead of the
+    /// result alone
+    #[arg(
+        long,
+        value_name = "FIELD",
+        env = "ABATCH_MERGE",
+        help_heading = "Shaping"
+    )]
+    pub merge: Option<String>,
+
+    /// One record per request: the record (or its --input part, at $record in --template) is
+    /// the body, and the answer (or --result in it) its result
+    #[arg(long, env = "ABATCH_SINGLE", value_parser = FalseyValueParser::new(), conflicts_with = "batch_size", help_heading = "Shaping")]
+    pub single: bool,
+
+    /// Model name, added to the body as "model" (the OpenAI and Ollama presets need it)
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "ABATCH_MODEL",
+        help_heading = "Shaping"
+    )]
+    pub model: Option<String>,
+
+    /// Add a top-level field to the body, KEY=JSON (repeatable), e.g. max_tokens=64
+    #[arg(long = "set", value_name = "KEY=JSON", value_parser = parse_set, help_heading = "Shaping")]
+    pub sets: Vec<Set>,
+
+    /// --api v2: name of the input tensor
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "input-0",
+        env = "ABATCH_V2_INPUT",
+        help_heading = "Shaping"
+    )]
+    pub v2_input: String,
+
+    /// --api v2: datatype of the input tensor (FP32, FP64, INT64, BYTES, BOOL, ...; inferred
+    /// from the rows when not given)
+    #[arg(
+        long,
+        value_name = "TYPE",
+        env = "ABATCH_V2_DATATYPE",
+        help_heading = "Shaping"
+    )]
+    pub v2_datatype: Option<String>,
+
+    /// --api v2: name of the output tensor to split into results (default: the first)
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "ABATCH_V2_OUTPUT",
+        help_heading = "Shaping"
+    )]
+    pub v2_output: Option<String>,
+
     /// Write results to FILE instead of stdout
     #[arg(
         short,
@@ -182,6 +296,55 @@ pub struct Cli {
     pub generate: Option<Generate>,
 }
 
+/// The APIs abatch speaks out of the box.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Api {
+    /// {"instances": [...]} → /predictions: TF-Serving, KServe v1, MLflow /invocations
+    Tfserving,
+    /// Open Inference Protocol tensors: KServe v2, Seldon MLServer, NVIDIA Triton
+    V2,
+    /// {"model", "input": [...]} → /data, each /embedding, placed by /index
+    OpenaiEmbeddings,
+    /// {"model", "prompt": [...]} → /choices, each /text, placed by /index
+    OpenaiCompletions,
+    /// One record per request → /choices/0/message/content
+    OpenaiChat,
+    /// Hugging Face text-embeddings-inference /embed: {"inputs": [...]} → vectors
+    Tei,
+    /// Ollama /api/embed: {"model", "input": [...]} → /embeddings
+    OllamaEmbed,
+}
+
+impl Api {
+    /// The name on the command line.
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self)
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// A top-level field for the request body (--set).
+#[derive(Clone, Debug)]
+pub struct Set {
+    pub key: String,
+    pub value: Box<serde_json::value::RawValue>,
+}
+
+fn parse_set(text: &str) -> Result<Set, String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or("expected KEY=JSON, such as max_tokens=64")?;
+    let value =
+        serde_json::value::RawValue::from_string(value.trim().to_owned()).map_err(|_| {
+            format!("the value of {key} is not JSON (a string needs quotes: {key}='\"...\"')")
+        })?;
+    Ok(Set {
+        key: key.trim().to_owned(),
+        value,
+    })
+}
+
 /// What `--generate` prints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Generate {
@@ -220,6 +383,9 @@ impl Cli {
         let conflict = |message: String| {
             Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message)
         };
+        if let Err(problem) = crate::shape::Shape::new(&cli) {
+            return Err(Cli::command().error(clap::error::ErrorKind::InvalidValue, problem));
+        }
         if cli.resume && cli.on_error == OnError::Skip {
             return Err(conflict(
                 "--resume cannot be used with --on-error skip: skipped records leave no line, \

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, anyhow};
+use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
@@ -12,6 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::cli::Cli;
 use crate::input::Record;
+use crate::shape::{Input, Shape};
 
 /// Why one exchange failed. A type of its own, because what to do next depends on it.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,10 @@ pub enum Failure {
     Certificate { host: String, cause: String },
     #[error("request failed: {0}")]
     Transport(String),
+    /// A record (or the batch's records together) cannot be sent as --api or the shaping
+    /// flags ask; nothing was sent.
+    #[error("{0}")]
+    Record(String),
     /// A 2xx answer that breaks the wire contract.
     #[error("invalid response: {problem}")]
     Response { status: StatusCode, problem: String },
@@ -63,6 +69,7 @@ pub struct Client {
     /// The headers every request carries, as --dry-run shows them: values given with -H are
     /// redacted.
     shown_headers: BTreeMap<String, String>,
+    shape: Shape,
 }
 
 /// A request as --dry-run shows it.
@@ -147,15 +154,35 @@ impl Client {
             timeout: cli.timeout,
             max_response_bytes: cli.max_response_bytes.get(),
             shown_headers,
+            shape: Shape::new(cli).map_err(|e| anyhow!(e))?,
         })
     }
 
-    /// The request that would carry `records`, as one JSON value: method, URL, headers (values
+    /// How requests and answers look.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
+    /// The body of the request for `records`, whose inputs (see [`Shape::input`]) are
+    /// `inputs`; or, when the shape cannot hold them, which record is at fault and why.
+    pub fn body(&self, records: &[Record], inputs: &[Input]) -> Result<Bytes, Failure> {
+        if self.shape.is_plain() {
+            return Ok(body(records).into());
+        }
+        self.shape.body(inputs).map(Bytes::from).map_err(|e| {
+            let at = e.row.and_then(|row| records.get(row));
+            Failure::Record(match at {
+                Some(record) => format!("{}: {}", record.at, e.message),
+                None => e.message,
+            })
+        })
+    }
+
+    /// The request that would carry `body`, as one JSON value: method, URL, headers (values
     /// given with -H redacted) and body.
-    pub fn show(&self, records: &[Record]) -> Box<RawValue> {
-        let body = body(records);
-        // The body is an array of JSON records, so it is JSON.
-        let body = std::str::from_utf8(&body)
+    pub fn show(&self, body: &[u8]) -> Box<RawValue> {
+        // The body is made of JSON records, so it is JSON.
+        let body = std::str::from_utf8(body)
             .ok()
             .and_then(|text| serde_json::from_str::<&RawValue>(text).ok())
             .unwrap_or(RawValue::NULL);
@@ -168,13 +195,14 @@ impl Client {
         serde_json::value::to_raw_value(&shown).unwrap_or_else(|_| RawValue::NULL.to_owned())
     }
 
-    /// POSTs `records` once and returns one result per record, in record order.
-    pub async fn send(&self, records: &[Record]) -> Result<Answer, Failure> {
+    /// POSTs `body` (made by [`Client::body`]) once and returns one result for each of the
+    /// `expected` records, in record order.
+    pub async fn send(&self, body: Bytes, expected: usize) -> Result<Answer, Failure> {
         let mut response = self
             .http
             .post(self.url.clone())
             .timeout(self.timeout)
-            .body(body(records))
+            .body(body)
             .send()
             .await
             .map_err(|e| self.failure(&e))?;
@@ -194,19 +222,26 @@ impl Client {
                 bytesize::ByteSize(limit as u64)
             ))
         };
-        let expected = response.content_length().unwrap_or(0);
-        if expected > limit as u64 {
+        let announced = response.content_length().unwrap_or(0);
+        if announced > limit as u64 {
             return Err(too_large());
         }
-        let mut body = Vec::with_capacity(expected as usize);
+        let mut body = Vec::with_capacity(announced as usize);
         while let Some(chunk) = response.chunk().await.map_err(|e| self.failure(&e))? {
             if body.len() + chunk.len() > limit {
                 return Err(too_large());
             }
             body.extend_from_slice(&chunk);
         }
-        let results = results(&body, records.len()).map_err(invalid)?;
-        Ok(Answer { status, results })
+        let results = if self.shape.is_plain() {
+            results(&body, expected)
+        } else {
+            shaped_results(&self.shape, &body, expected)
+        };
+        Ok(Answer {
+            status,
+            results: results.map_err(invalid)?,
+        })
     }
 
     /// What an unsuccessful answer says: where it redirects, or the start of its body.
@@ -284,6 +319,17 @@ fn results(body: &[u8], expected: usize) -> Result<Vec<Box<RawValue>>, String> {
         ));
     }
     Ok(results)
+}
+
+/// The results in a 2xx body, found where the shape says.
+fn shaped_results(
+    shape: &Shape,
+    body: &[u8],
+    expected: usize,
+) -> Result<Vec<Box<RawValue>>, String> {
+    let answer: &RawValue = serde_json::from_slice(body)
+        .map_err(|e| format!("not valid JSON ({e}); body: {}", quote(body)))?;
+    shape.results(answer, expected)
 }
 
 /// How long a Retry-After header asks to wait: a number of seconds, or an HTTP date (`now`

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota};
 use serde_json::value::RawValue;
@@ -14,6 +15,7 @@ use crate::cli::{Cli, OnError, Rate};
 use crate::client::{Answer, Client, Failure};
 use crate::input::Record;
 use crate::retry::Policy;
+use crate::shape::Input;
 use crate::stop::{Stop, Unsent};
 use crate::summary::Tally;
 
@@ -117,10 +119,6 @@ impl<'a> Exchanger<'a> {
         };
         let parts = match self.stop.no_new_batches() {
             Some(why) => unsent(why),
-            None if self.dry_run => vec![Part::Shown {
-                records: records.len(),
-                request: self.client.show(&records),
-            }],
             None => {
                 tokio::select! {
                     biased;
@@ -136,30 +134,81 @@ impl<'a> Exchanger<'a> {
         Outcome { records, parts }
     }
 
-    /// The parts for `records`: all answered, or, for a rejected batch that splits, the parts
-    /// of each half in turn.
+    /// The parts for `records`. A record the shape cannot send fails alone, at once; the runs
+    /// of records between such records go as requests of their own.
     async fn parts(&self, number: u64, records: &[Record]) -> Vec<Part> {
-        let (failure, attempts) = match self.attempts(number, records).await {
+        let shape = self.client.shape();
+        if shape.is_plain() {
+            return self.sent(number, records, &[]).await;
+        }
+        let inputs: Vec<Result<Input, String>> =
+            records.iter().map(|r| shape.input(&r.json)).collect();
+        let mut parts = Vec::new();
+        let mut start = 0;
+        for end in 0..=records.len() {
+            let problem = inputs.get(end).and_then(|input| input.as_ref().err());
+            if end < records.len() && problem.is_none() {
+                continue;
+            }
+            if start < end {
+                let run: Vec<Input> = inputs[start..end]
+                    .iter()
+                    .filter_map(|input| input.as_ref().ok().copied())
+                    .collect();
+                parts.extend(Box::pin(self.sent(number, &records[start..end], &run)).await);
+            }
+            if let Some(problem) = problem {
+                parts.push(Part::Failed {
+                    records: 1,
+                    failure: Failure::Record(problem.clone()),
+                    attempts: 0,
+                });
+            }
+            start = end + 1;
+        }
+        parts
+    }
+
+    /// The parts for `records` (whose inputs are `inputs`, or none on the plain path): all
+    /// answered, or, for a rejected batch that splits, the parts of each half in turn. With
+    /// --dry-run, the request instead.
+    async fn sent(&self, number: u64, records: &[Record], inputs: &[Input<'_>]) -> Vec<Part> {
+        let failed = |failure, attempts| {
+            vec![Part::Failed {
+                records: records.len(),
+                failure,
+                attempts,
+            }]
+        };
+        let body = match self.client.body(records, inputs) {
+            Ok(body) => body,
+            Err(failure) => return failed(failure, 0),
+        };
+        if self.dry_run {
+            return vec![Part::Shown {
+                records: records.len(),
+                request: self.client.show(&body),
+            }];
+        }
+        let (failure, attempts) = match self.attempts(number, records, body).await {
             Ok(results) => return vec![Part::Answered(results)],
             Err(failed) => failed,
         };
         if records.len() > 1 && self.policy.splits(&failure) {
-            let (first, second) = records.split_at(records.len() / 2);
+            let half = records.len() / 2;
+            let (first, second) = records.split_at(half);
+            let (first_inputs, second_inputs) = inputs.split_at(half.min(inputs.len()));
             tracing::debug!(
                 "batch {number}: splitting {} records into {} and {}",
                 records.len(),
                 first.len(),
                 second.len()
             );
-            let mut parts = Box::pin(self.parts(number, first)).await;
-            parts.extend(Box::pin(self.parts(number, second)).await);
+            let mut parts = Box::pin(self.sent(number, first, first_inputs)).await;
+            parts.extend(Box::pin(self.sent(number, second, second_inputs)).await);
             return parts;
         }
-        vec![Part::Failed {
-            records: records.len(),
-            failure,
-            attempts,
-        }]
+        failed(failure, attempts)
     }
 
     /// Sends `records` until they are answered or the policy gives up; on failure, returns the
@@ -168,6 +217,7 @@ impl<'a> Exchanger<'a> {
         &self,
         number: u64,
         records: &[Record],
+        body: Bytes,
     ) -> Result<Vec<Box<RawValue>>, (Failure, u32)> {
         let mut attempt = 1;
         loop {
@@ -176,7 +226,7 @@ impl<'a> Exchanger<'a> {
             let measures = &self.tally.measures;
             measures.attempt_started();
             let started = Instant::now();
-            let sent = self.client.send(records).await;
+            let sent = self.client.send(body.clone(), records.len()).await;
             let took = started.elapsed();
             measures.attempt_finished(took, &sent);
             let span = || batch::span(records);

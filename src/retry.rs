@@ -61,7 +61,7 @@ pub fn retryable(failure: &Failure) -> bool {
         Failure::Status { status, .. } => {
             matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
         }
-        Failure::Response { .. } | Failure::Certificate { .. } => false,
+        Failure::Response { .. } | Failure::Certificate { .. } | Failure::Record(_) => false,
     }
 }
 

@@ -348,7 +348,8 @@ async fn answer(
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Ok(reply(StatusCode::BAD_REQUEST, "unreadable body\n")),
     };
-    let records = serde_json::from_slice::<Vec<&RawValue>>(&body).ok();
+    let api = Api::of(parts.uri.path());
+    let records = api.inputs(&body);
     let count = records.as_ref().map_or(0, Vec::len);
     let script = records.as_deref().map(Script::of).unwrap_or_default();
     if state.options.print {
@@ -412,7 +413,7 @@ async fn answer(
     let Some(records) = records else {
         return Ok(reply(
             StatusCode::BAD_REQUEST,
-            "expected a JSON array of records\n",
+            &format!("expected {}\n", api.expects()),
         ));
     };
     let keep = if behavior.wrong_count {
@@ -420,10 +421,166 @@ async fn answer(
     } else {
         count
     };
-    Ok(reply(
-        StatusCode::OK,
-        &results(&records[..keep], behavior.pretty),
-    ))
+    let records = &records[..keep];
+    let answer = match api {
+        Api::Plain => results(records, behavior.pretty),
+        _ => api.answer(records, &body),
+    };
+    Ok(reply(StatusCode::OK, &answer))
+}
+
+/// The request shapes the mock speaks, chosen by path as the real servers do. Each answers
+/// with `{"echo": <input>}` (or the input itself where the API wants a string), placed where
+/// that API puts its results; the OpenAI shapes list their results in reverse order, as
+/// servers may, with an `index` on each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Api {
+    /// A bare array of records, answered by a bare array of results.
+    Plain,
+    /// `/v1/models/NAME:predict`: `{"instances"}` → `{"predictions"}`.
+    Tfserving,
+    /// `/v2/models/NAME/infer`: an input tensor → an output tensor holding the same data.
+    V2,
+    /// `/v1/embeddings`: `{"input"}` → `{"data": [{"index", "embedding"}]}`.
+    Embeddings,
+    /// `/v1/completions`: `{"prompt"}` → `{"choices": [{"index", "text"}]}`.
+    Completions,
+    /// `/v1/chat/completions`: `{"messages"}` → `{"choices": [{"message": {"content"}}]}`.
+    Chat,
+    /// `/embed` (text-embeddings-inference): `{"inputs"}` → a bare array.
+    Tei,
+    /// `/api/embed` (Ollama): `{"input"}` → `{"embeddings"}`.
+    Ollama,
+}
+
+impl Api {
+    fn of(path: &str) -> Api {
+        match path {
+            _ if path.ends_with(":predict") => Api::Tfserving,
+            _ if path.ends_with("/infer") => Api::V2,
+            "/v1/embeddings" => Api::Embeddings,
+            "/v1/completions" => Api::Completions,
+            "/v1/chat/completions" => Api::Chat,
+            "/embed" => Api::Tei,
+            "/api/embed" => Api::Ollama,
+            _ => Api::Plain,
+        }
+    }
+
+    fn expects(self) -> &'static str {
+        match self {
+            Api::Plain => "a JSON array of records",
+            Api::Tfserving => "{\"instances\": [...]}",
+            Api::V2 => "{\"inputs\": [{\"name\", \"shape\", \"datatype\", \"data\"}]}",
+            Api::Embeddings | Api::Ollama => "{\"input\": [...]}",
+            Api::Completions => "{\"prompt\": [...]}",
+            Api::Chat => "{\"messages\": [...]}",
+            Api::Tei => "{\"inputs\": [...]}",
+        }
+    }
+
+    /// The inputs a request carries: records, rows of a tensor, or the one chat.
+    fn inputs<'a>(self, body: &'a [u8]) -> Option<Vec<&'a RawValue>> {
+        let member = |name: &str| -> Option<&'a RawValue> {
+            let object: std::collections::HashMap<String, &'a RawValue> =
+                serde_json::from_slice(body).ok()?;
+            object.get(name).copied()
+        };
+        let array =
+            |value: &'a RawValue| serde_json::from_str::<Vec<&'a RawValue>>(value.get()).ok();
+        match self {
+            Api::Plain => serde_json::from_slice(body).ok(),
+            Api::Tfserving => array(member("instances")?),
+            Api::Embeddings | Api::Ollama => array(member("input")?),
+            Api::Completions => array(member("prompt")?),
+            Api::Tei => array(member("inputs")?),
+            Api::Chat => Some(vec![member("messages")?]),
+            Api::V2 => {
+                let tensors = array(member("inputs")?)?;
+                let tensor: serde_json::Value =
+                    serde_json::from_str(tensors.first()?.get()).ok()?;
+                let rows = tensor.pointer("/shape/0")?.as_u64()? as usize;
+                let data = array(member_of(tensors.first()?, "data")?)?;
+                let width = data.len().checked_div(rows).unwrap_or(0);
+                // One input per row; its values are checked by the answer, not kept here.
+                Some(
+                    data.chunks(width.max(1))
+                        .map(|row| row[0])
+                        .take(rows)
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    fn answer(self, inputs: &[&RawValue], body: &[u8]) -> String {
+        let echo = |input: &RawValue| format!("{{\"echo\":{}}}", input.get());
+        let join = |items: Vec<String>| items.join(",");
+        let reversed = |make: &dyn Fn(usize, &RawValue) -> String| {
+            join(
+                inputs
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .map(|(i, x)| make(i, x))
+                    .collect(),
+            )
+        };
+        match self {
+            Api::Plain => results(inputs, false),
+            Api::Tfserving => format!(
+                "{{\"predictions\":[{}]}}",
+                join(inputs.iter().map(|x| echo(x)).collect())
+            ),
+            Api::Embeddings => format!(
+                "{{\"object\":\"list\",\"data\":[{}]}}",
+                reversed(&|i, x| format!(
+                    "{{\"object\":\"embedding\",\"index\":{i},\"embedding\":{}}}",
+                    echo(x)
+                ))
+            ),
+            Api::Completions => format!(
+                "{{\"choices\":[{}]}}",
+                reversed(&|i, x| format!("{{\"index\":{i},\"text\":{}}}", x.get()))
+            ),
+            Api::Chat => format!(
+                "{{\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":{}}}}}]}}",
+                echo(inputs[0])
+            ),
+            Api::Tei => format!("[{}]", join(inputs.iter().map(|x| echo(x)).collect())),
+            Api::Ollama => format!(
+                "{{\"embeddings\":[{}]}}",
+                join(inputs.iter().map(|x| echo(x)).collect())
+            ),
+            Api::V2 => {
+                // The output tensor repeats the input tensor: shape, datatype and data.
+                let tensor =
+                    serde_json::from_slice::<std::collections::HashMap<String, &RawValue>>(body)
+                        .ok()
+                        .and_then(|o| o.get("inputs").copied())
+                        .and_then(|t| serde_json::from_str::<Vec<&RawValue>>(t.get()).ok())
+                        .and_then(|t| t.first().copied());
+                let field = |name| {
+                    tensor
+                        .and_then(|t| member_of(t, name))
+                        .map_or("null", |v| v.get())
+                };
+                format!(
+                    "{{\"model_name\":\"mock\",\"outputs\":[{{\"name\":\"output-0\",\"shape\":{},\"datatype\":{},\"data\":{}}}]}}",
+                    field("shape"),
+                    field("datatype"),
+                    field("data")
+                )
+            }
+        }
+    }
+}
+
+/// A member of a JSON object, as text.
+fn member_of<'a>(object: &'a RawValue, name: &str) -> Option<&'a RawValue> {
+    let object: std::collections::HashMap<String, &'a RawValue> =
+        serde_json::from_str(object.get()).ok()?;
+    object.get(name).copied()
 }
 
 impl Behavior {

@@ -10,5 +10,6 @@ mod failures;
 mod hostile;
 mod io;
 mod reliability;
+mod shaping;
 mod signals;
 mod usage;

@@ -1,0 +1,701 @@
+//! The wire format: what is sent for each record, the request body around the inputs, where
+//! the results are in the answer and how each result is written. The default (a bare JSON
+//! array each way) takes a fast path; the flags --input, --template, --results, --result,
+//! --index, --merge, --single, --set and --model change it, and each --api preset is a set of
+//! them (explicit flags win). Bodies are built by splicing record text, never by serialising
+//! records again.
+
+use std::fmt::Write as _;
+
+use serde_json::value::RawValue;
+
+use crate::cli::{Api, Cli};
+use crate::json::{self, Pointer};
+
+/// How requests and answers look.
+#[derive(Debug)]
+pub struct Shape {
+    /// The part of each record that is sent (--input).
+    input: Option<Pointer>,
+    /// The body before and after the inputs ($batch) or the input ($record).
+    before: String,
+    after: String,
+    /// One record per request (--single).
+    single: bool,
+    /// Where the results array is in the answer (--results).
+    results: Option<Pointer>,
+    /// The result within each element (--result).
+    result: Option<Pointer>,
+    /// The field of each element that says which input it answers (--index).
+    index: Option<Pointer>,
+    /// Output the record with its result under this member (--merge).
+    pub merge: Option<String>,
+    /// Chat input: a string record is one user message; an object gives its `messages`.
+    chat: bool,
+    /// The Open Inference Protocol's tensors instead of a template.
+    v2: Option<V2>,
+}
+
+#[derive(Debug)]
+struct V2 {
+    input: String,
+    datatype: Option<String>,
+    output: Option<String>,
+}
+
+/// The settings each preset stands for.
+struct Preset {
+    template: &'static str,
+    results: Option<&'static str>,
+    result: Option<&'static str>,
+    index: Option<&'static str>,
+    single: bool,
+    chat: bool,
+    v2: bool,
+    needs_model: bool,
+}
+
+const PLAIN: Preset = Preset {
+    template: "$batch",
+    results: None,
+    result: None,
+    index: None,
+    single: false,
+    chat: false,
+    v2: false,
+    needs_model: false,
+};
+
+fn preset(api: Api) -> Preset {
+    match api {
+        Api::Tfserving => Preset {
+            template: r#"{"instances": $batch}"#,
+            results: Some("/predictions"),
+            ..PLAIN
+        },
+        Api::V2 => Preset { v2: true, ..PLAIN },
+        Api::OpenaiEmbeddings => Preset {
+            template: r#"{"input": $batch}"#,
+            results: Some("/data"),
+            result: Some("/embedding"),
+            index: Some("/index"),
+            needs_model: true,
+            ..PLAIN
+        },
+        Api::OpenaiCompletions => Preset {
+            template: r#"{"prompt": $batch}"#,
+            results: Some("/choices"),
+            result: Some("/text"),
+            index: Some("/index"),
+            needs_model: true,
+            ..PLAIN
+        },
+        Api::OpenaiChat => Preset {
+            template: r#"{"messages": $record}"#,
+            result: Some("/choices/0/message/content"),
+            single: true,
+            chat: true,
+            needs_model: true,
+            ..PLAIN
+        },
+        Api::Tei => Preset {
+            template: r#"{"inputs": $batch}"#,
+            ..PLAIN
+        },
+        Api::OllamaEmbed => Preset {
+            template: r#"{"input": $batch}"#,
+            results: Some("/embeddings"),
+            needs_model: true,
+            ..PLAIN
+        },
+    }
+}
+
+impl Shape {
+    /// The shape `cli` asks for: its --api preset, with explicit flags over it. Errors are
+    /// usage errors (a bad pointer, a template without its placeholder, a missing --model).
+    pub fn new(cli: &Cli) -> Result<Shape, String> {
+        let preset = cli.api.map_or(PLAIN, preset);
+        let pointer = |flag: &str, given: &Option<String>, default: Option<&str>| {
+            given
+                .as_deref()
+                .or(default)
+                .map(|text| Pointer::parse(text).map_err(|e| format!("--{flag}: {e}")))
+                .transpose()
+        };
+        let single = cli.single || preset.single;
+        let token = if single { "$record" } else { "$batch" };
+        let template = cli.template.as_deref().unwrap_or(
+            if single && cli.template.is_none() && cli.api.is_none() {
+                "$record"
+            } else {
+                preset.template
+            },
+        );
+        let mut fields = Vec::new();
+        if let Some(model) = &cli.model {
+            fields.push((
+                "model".to_string(),
+                serde_json::to_string(model).map_err(|e| e.to_string())?,
+            ));
+        } else if preset.needs_model {
+            return Err(format!(
+                "--api {} needs --model NAME",
+                cli.api.map(|a| a.name()).unwrap_or_default()
+            ));
+        }
+        for set in &cli.sets {
+            fields.push((set.key.clone(), set.value.get().to_owned()));
+        }
+        let v2 = (preset.v2 && cli.template.is_none()).then(|| V2 {
+            input: cli.v2_input.clone(),
+            datatype: cli.v2_datatype.clone(),
+            output: cli.v2_output.clone(),
+        });
+        let (before, after) = if v2.is_some() {
+            // The tensor is built per batch; the fields go beside "inputs".
+            (with_fields("{}", &fields)?, String::new())
+        } else {
+            let template = with_fields(template, &fields)?;
+            split_template(&template, token)?
+        };
+        Ok(Shape {
+            input: pointer("input", &cli.input, None)?,
+            before,
+            after,
+            single,
+            results: pointer("results", &cli.results, preset.results)?,
+            result: pointer("result", &cli.result, preset.result)?,
+            index: pointer("index", &cli.index, preset.index)?,
+            merge: cli.merge.clone(),
+            chat: preset.chat,
+            v2,
+        })
+    }
+
+    /// Whether requests and answers are bare arrays of records and results.
+    pub fn is_plain(&self) -> bool {
+        self.input.is_none()
+            && self.before == "["
+            && self.after == "]"
+            && !self.single
+            && self.results.is_none()
+            && self.result.is_none()
+            && self.index.is_none()
+            && self.v2.is_none()
+    }
+
+    /// Whether each request carries one record.
+    pub fn single(&self) -> bool {
+        self.single
+    }
+
+    /// What is sent for `record`, or why it cannot be sent (it names the flag at fault).
+    pub fn input<'a>(&self, record: &'a RawValue) -> Result<Input<'a>, String> {
+        if self.merge.is_some() && !json::is_object(record) {
+            return Err("--merge needs each record to be a JSON object".into());
+        }
+        let part = match &self.input {
+            None => record,
+            Some(pointer) => pointer
+                .find(record)
+                .ok_or_else(|| format!("the record has no {pointer} (--input)"))?,
+        };
+        if self.chat {
+            return chat_messages(part);
+        }
+        Ok(Input::Text(part))
+    }
+
+    /// The request body for these inputs, or what is wrong with one of them (by its
+    /// position) or with all of them.
+    pub fn body(&self, inputs: &[Input]) -> Result<Vec<u8>, BodyError> {
+        if let Some(v2) = &self.v2 {
+            return v2.body(&self.before, inputs);
+        }
+        let size = self.before.len()
+            + self.after.len()
+            + inputs.iter().map(|i| i.len() + 1).sum::<usize>()
+            + 2;
+        let mut body = Vec::with_capacity(size);
+        body.extend_from_slice(self.before.as_bytes());
+        if self.single {
+            for input in inputs {
+                input.write(&mut body);
+            }
+        } else {
+            body.push(b'[');
+            for (i, input) in inputs.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                input.write(&mut body);
+            }
+            body.push(b']');
+        }
+        body.extend_from_slice(self.after.as_bytes());
+        Ok(body)
+    }
+
+    /// One result per input, in input order, from an answer; or what is wrong with it.
+    pub fn results(
+        &self,
+        answer: &RawValue,
+        expected: usize,
+    ) -> Result<Vec<Box<RawValue>>, String> {
+        if let Some(v2) = &self.v2 {
+            return v2.results(answer, expected);
+        }
+        let found = match &self.results {
+            None => answer,
+            Some(pointer) => pointer
+                .find(answer)
+                .ok_or_else(|| format!("the answer has no {pointer} (--results)"))?,
+        };
+        let mut elements = if self.single && self.results.is_none() {
+            vec![found]
+        } else {
+            json::elements(found).ok_or_else(|| match &self.results {
+                Some(pointer) => format!("{pointer} is not an array (--results)"),
+                None => "expected a JSON array of results".to_string(),
+            })?
+        };
+        if elements.len() != expected {
+            return Err(format!(
+                "expected {expected} results (one per record), got {}",
+                elements.len()
+            ));
+        }
+        if let Some(index) = &self.index {
+            elements = place(elements, index)?;
+        }
+        elements
+            .into_iter()
+            .enumerate()
+            .map(|(i, element)| {
+                let result = match &self.result {
+                    None => element,
+                    Some(pointer) => pointer
+                        .find(element)
+                        .ok_or_else(|| format!("result {i} has no {pointer} (--result)"))?,
+                };
+                Ok(result.to_owned())
+            })
+            .collect()
+    }
+
+    /// The line written for `record` answered by `result`.
+    pub fn line(&self, record: &RawValue, result: Box<RawValue>) -> Box<RawValue> {
+        let Some(field) = &self.merge else {
+            return result;
+        };
+        json::with_member(record, field, &result)
+            .and_then(|merged| RawValue::from_string(merged).ok())
+            .unwrap_or(result)
+    }
+}
+
+/// Why a body cannot be made: a record at fault (its position among the inputs), or the
+/// batch as a whole.
+#[derive(Debug)]
+pub struct BodyError {
+    pub row: Option<usize>,
+    pub message: String,
+}
+
+/// What is sent for one record: its text (or part of it), or a chat message made from it.
+#[derive(Clone, Copy)]
+pub enum Input<'a> {
+    Text(&'a RawValue),
+    /// A string sent as the content of one user message.
+    UserMessage(&'a RawValue),
+}
+
+impl Input<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Input::Text(text) => text.get().len(),
+            Input::UserMessage(text) => text.get().len() + 32,
+        }
+    }
+
+    fn write(&self, body: &mut Vec<u8>) {
+        match self {
+            Input::Text(text) => body.extend_from_slice(text.get().as_bytes()),
+            Input::UserMessage(text) => {
+                body.extend_from_slice(br#"[{"role":"user","content":"#);
+                body.extend_from_slice(text.get().as_bytes());
+                body.extend_from_slice(b"}]");
+            }
+        }
+    }
+
+    fn text(&self) -> &RawValue {
+        match self {
+            Input::Text(text) | Input::UserMessage(text) => text,
+        }
+    }
+}
+
+/// A chat record: a string (one user message) or an object with `messages`.
+fn chat_messages(record: &RawValue) -> Result<Input<'_>, String> {
+    let text = record.get().trim_start();
+    if text.starts_with('"') {
+        return Ok(Input::UserMessage(record));
+    }
+    let messages = Pointer::parse("/messages").map_err(|e| e.to_string())?;
+    match messages.find(record) {
+        Some(messages) if json::elements(messages).is_some() => Ok(Input::Text(messages)),
+        _ => Err("a chat record must be a string or an object with a \"messages\" array".into()),
+    }
+}
+
+/// Adds top-level `fields` (name, JSON text) to the object `template`, at its start.
+fn with_fields(template: &str, fields: &[(String, String)]) -> Result<String, String> {
+    if fields.is_empty() {
+        return Ok(template.to_owned());
+    }
+    let trimmed = template.trim_start();
+    let Some(rest) = trimmed.strip_prefix('{') else {
+        return Err("--set and --model need a --template that is a JSON object".into());
+    };
+    let mut out = String::from("{");
+    for (name, value) in fields {
+        let key = serde_json::to_string(name).map_err(|e| e.to_string())?;
+        let _ = write!(out, "{key}:{value},");
+    }
+    if rest.trim_start().starts_with('}') {
+        out.pop();
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The template's text before and after its one `token`, checked to make JSON.
+fn split_template(template: &str, token: &str) -> Result<(String, String), String> {
+    let at = match json::placeholders(template, token)[..] {
+        [at] => at,
+        [] => {
+            return Err(format!(
+                "--template must hold the bare token {token} (outside quotes) where the input goes"
+            ));
+        }
+        _ => return Err(format!("--template holds {token} more than once")),
+    };
+    let (before, after) = (&template[..at], &template[at + token.len()..]);
+    let probe = format!("{before}null{after}");
+    serde_json::from_str::<&RawValue>(&probe)
+        .map_err(|e| format!("--template is not JSON once {token} is filled in: {e}"))?;
+    Ok((before.to_owned(), after.to_owned()))
+}
+
+/// Elements put in the order their `index` field gives (servers may answer out of order).
+fn place<'a>(elements: Vec<&'a RawValue>, index: &Pointer) -> Result<Vec<&'a RawValue>, String> {
+    let mut placed: Vec<Option<&RawValue>> = vec![None; elements.len()];
+    for element in elements {
+        let at = index
+            .find(element)
+            .and_then(|i| i.get().trim().parse::<usize>().ok())
+            .ok_or_else(|| format!("a result has no whole number at {index} (--index)"))?;
+        match placed.get_mut(at) {
+            Some(slot @ None) => *slot = Some(element),
+            Some(Some(_)) => return Err(format!("two results have {index} {at} (--index)")),
+            None => return Err(format!("a result has {index} {at}, past the last record")),
+        }
+    }
+    placed
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| format!("some records have no result with their {index}"))
+}
+
+impl V2 {
+    /// `{"inputs": [{"name", "shape": [N, ...], "datatype", "data": [...]}]}`: the rows as one
+    /// tensor, flattened in row-major order.
+    fn body(&self, before: &str, inputs: &[Input]) -> Result<Vec<u8>, BodyError> {
+        let rows: Vec<&RawValue> = inputs.iter().map(Input::text).collect();
+        let (width, datatype) = tensor_of(&rows, self.datatype.as_deref())?;
+        let mut body =
+            String::with_capacity(rows.iter().map(|r| r.get().len() + 1).sum::<usize>() + 128);
+        // `before` is "{}" or "{fields}": open it and add "inputs".
+        let open = before.strip_suffix('}').unwrap_or("{");
+        body.push_str(open);
+        if open.len() > 1 {
+            body.push(',');
+        }
+        let quote = |text: &str| {
+            serde_json::to_string(text).map_err(|e| BodyError {
+                row: None,
+                message: e.to_string(),
+            })
+        };
+        let (name, datatype) = (quote(&self.input)?, quote(&datatype)?);
+        let shape = match width {
+            Some(width) => format!("[{},{width}]", rows.len()),
+            None => format!("[{},1]", rows.len()),
+        };
+        let _ = write!(
+            body,
+            r#""inputs":[{{"name":{name},"shape":{shape},"datatype":{datatype},"data":["#
+        );
+        let mut first = true;
+        for row in &rows {
+            let values = match width {
+                Some(_) => json::elements(row).unwrap_or_default(),
+                None => vec![*row],
+            };
+            for value in values {
+                if !first {
+                    body.push(',');
+                }
+                first = false;
+                body.push_str(value.get());
+            }
+        }
+        body.push_str("]}]}");
+        Ok(body.into_bytes())
+    }
+
+    /// The chosen output tensor, split along its first dimension: one result per row (a
+    /// scalar when a row holds one value, an array otherwise).
+    fn results(&self, answer: &RawValue, expected: usize) -> Result<Vec<Box<RawValue>>, String> {
+        let outputs = Pointer::parse("/outputs")
+            .ok()
+            .and_then(|p| p.find(answer))
+            .and_then(json::elements)
+            .ok_or("the answer has no \"outputs\" array (Open Inference Protocol)")?;
+        let name = Pointer::parse("/name").map_err(|e| e.to_string())?;
+        let output = match &self.output {
+            None => outputs.first().copied(),
+            Some(wanted) => outputs.iter().copied().find(|o| {
+                name.find(o)
+                    .and_then(|n| serde_json::from_str::<String>(n.get()).ok())
+                    .is_some_and(|n| &n == wanted)
+            }),
+        }
+        .ok_or_else(|| match &self.output {
+            Some(wanted) => format!("the answer has no output named {wanted:?} (--v2-output)"),
+            None => "the answer's \"outputs\" is empty".to_string(),
+        })?;
+        let shape: Vec<usize> = Pointer::parse("/shape")
+            .ok()
+            .and_then(|p| p.find(output))
+            .and_then(|s| serde_json::from_str(s.get()).ok())
+            .ok_or("the output tensor has no \"shape\" of whole numbers")?;
+        let mut data = Vec::new();
+        let found = Pointer::parse("/data").ok().and_then(|p| p.find(output));
+        flatten(found.ok_or("the output tensor has no \"data\"")?, &mut data);
+        let rows = shape.first().copied().unwrap_or(0);
+        if rows != expected {
+            return Err(format!(
+                "expected {expected} rows in the output tensor (one per record), got shape {shape:?}"
+            ));
+        }
+        let per_row: usize = shape[1..].iter().product();
+        if data.len() != rows * per_row {
+            return Err(format!(
+                "the output tensor has {} values, but its shape {shape:?} needs {}",
+                data.len(),
+                rows * per_row
+            ));
+        }
+        data.chunks(per_row.max(1))
+            .map(|row| {
+                let text = match row {
+                    [one] if per_row == 1 => one.get().to_owned(),
+                    _ => nest(row, &shape[1..]),
+                };
+                RawValue::from_string(text).map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+}
+
+/// The width of the rows (None for scalar rows) and their datatype, given or inferred. Rows
+/// must all be numbers, all strings, all booleans, or all arrays of numbers of one length.
+fn tensor_of(
+    rows: &[&RawValue],
+    given: Option<&str>,
+) -> Result<(Option<usize>, String), BodyError> {
+    let mut width = None;
+    let mut kinds = Kinds::default();
+    for (i, row) in rows.iter().enumerate() {
+        let this = match json::elements(row) {
+            Some(values) => {
+                for value in &values {
+                    kinds.note(value);
+                }
+                Some(values.len())
+            }
+            None => {
+                kinds.note(row);
+                None
+            }
+        };
+        if i == 0 {
+            width = this;
+        } else if this != width {
+            let count =
+                |n: Option<usize>| n.map_or("a single value".into(), |n| format!("{n} values"));
+            return Err(BodyError {
+                row: Some(i),
+                message: format!(
+                    "the row has {} where the batch's first has {} (--api v2 needs rows of equal length)",
+                    count(this),
+                    count(width)
+                ),
+            });
+        }
+    }
+    let datatype = match given {
+        Some(given) => given.to_owned(),
+        None => kinds
+            .datatype()
+            .map_err(|message| BodyError { row: None, message })?
+            .to_owned(),
+    };
+    Ok((width, datatype))
+}
+
+#[derive(Default)]
+struct Kinds {
+    floats: bool,
+    integers: bool,
+    strings: bool,
+    booleans: bool,
+    other: bool,
+}
+
+impl Kinds {
+    fn note(&mut self, value: &RawValue) {
+        let text = value.get().trim();
+        match text.as_bytes().first() {
+            Some(b'"') => self.strings = true,
+            Some(b't' | b'f') => self.booleans = true,
+            Some(b'-' | b'0'..=b'9') if text.contains(['.', 'e', 'E']) => self.floats = true,
+            Some(b'-' | b'0'..=b'9') => self.integers = true,
+            _ => self.other = true,
+        }
+    }
+
+    fn datatype(&self) -> Result<&'static str, String> {
+        let numbers = self.floats || self.integers;
+        match (numbers, self.strings, self.booleans, self.other) {
+            (true, false, false, false) if self.floats => Ok("FP64"),
+            (true, false, false, false) => Ok("INT64"),
+            (false, true, false, false) => Ok("BYTES"),
+            (false, false, true, false) => Ok("BOOL"),
+            (false, false, false, false) => Ok("FP64"),
+            _ => Err(
+                "rows mix kinds of values (numbers, strings, booleans, objects); \
+                      --api v2 needs one kind, or --v2-datatype"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// Every leaf of a (possibly nested) array, in order.
+fn flatten<'a>(value: &'a RawValue, out: &mut Vec<&'a RawValue>) {
+    match json::elements(value) {
+        Some(values) => values.into_iter().for_each(|v| flatten(v, out)),
+        None => out.push(value),
+    }
+}
+
+/// Flat `values` nested into arrays of these dimensions.
+fn nest(values: &[&RawValue], dims: &[usize]) -> String {
+    match dims {
+        [] | [_] => {
+            let inner: Vec<&str> = values.iter().map(|v| v.get()).collect();
+            format!("[{}]", inner.join(","))
+        }
+        [_, rest @ ..] => {
+            let step: usize = rest.iter().product::<usize>().max(1);
+            let parts: Vec<String> = values.chunks(step).map(|c| nest(c, rest)).collect();
+            format!("[{}]", parts.join(","))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn templates_need_their_token_once_and_must_be_json() {
+        assert_eq!(
+            split_template(r#"{"model": "m", "input": $batch}"#, "$batch").unwrap(),
+            (r#"{"model": "m", "input": "#.to_string(), "}".to_string())
+        );
+        assert!(split_template(r#"{"input": "$batch"}"#, "$batch").is_err());
+        assert!(split_template(r#"{"a": $batch, "b": $batch}"#, "$batch").is_err());
+        assert!(split_template(r#"{"input": $batch"#, "$batch").is_err());
+        assert_eq!(
+            with_fields(r#"{"input": $batch}"#, &[("model".into(), "\"m\"".into())]).unwrap(),
+            r#"{"model":"m","input": $batch}"#
+        );
+        assert_eq!(
+            with_fields("{}", &[("k".into(), "1".into())]).unwrap(),
+            r#"{"k":1}"#
+        );
+        assert!(with_fields("$batch", &[("k".into(), "1".into())]).is_err());
+    }
+
+    #[test]
+    fn results_are_placed_by_index() {
+        let index = Pointer::parse("/index").unwrap();
+        let a = raw(r#"{"index": 1, "v": "b"}"#);
+        let b = raw(r#"{"index": 0, "v": "a"}"#);
+        let placed = place(vec![&a, &b], &index).unwrap();
+        assert_eq!(placed[0].get(), b.get());
+        assert!(place(vec![&a, &a], &index).is_err());
+        let c = raw(r#"{"index": 5}"#);
+        assert!(place(vec![&a, &c], &index).is_err());
+    }
+
+    #[test]
+    fn v2_rows_become_one_tensor_and_come_back_one_per_row() {
+        let v2 = V2 {
+            input: "input-0".into(),
+            datatype: None,
+            output: None,
+        };
+        let rows = [raw("[5.1, 3.5, 1.4, 0.2]"), raw("[6, 2.9, 4.5, 1.5]")];
+        let inputs: Vec<Input> = rows.iter().map(|r| Input::Text(r)).collect();
+        let body = String::from_utf8(v2.body("{}", &inputs).unwrap()).unwrap();
+        assert_eq!(
+            body,
+            r#"{"inputs":[{"name":"input-0","shape":[2,4],"datatype":"FP64","data":[5.1,3.5,1.4,0.2,6,2.9,4.5,1.5]}]}"#
+        );
+        let answer =
+            raw(r#"{"outputs":[{"name":"out","shape":[2],"datatype":"INT64","data":[0,1]}]}"#);
+        let results = v2.results(&answer, 2).unwrap();
+        assert_eq!((results[0].get(), results[1].get()), ("0", "1"));
+        let answer =
+            raw(r#"{"outputs":[{"name":"p","shape":[2,2],"data":[[0.1,0.9],[0.8,0.2]]}]}"#);
+        let results = v2.results(&answer, 2).unwrap();
+        assert_eq!(results[1].get(), "[0.8,0.2]");
+        assert!(v2.results(&answer, 3).is_err());
+        let uneven = [raw("[1, 2]"), raw("[1]")];
+        let inputs: Vec<Input> = uneven.iter().map(|r| Input::Text(r)).collect();
+        let uneven = v2.body("{}", &inputs).unwrap_err();
+        assert_eq!(uneven.row, Some(1));
+        assert!(
+            uneven
+                .message
+                .starts_with("the row has 1 values where the batch's first has 2")
+        );
+        let words = [raw(r#""a""#), raw(r#""b""#)];
+        let inputs: Vec<Input> = words.iter().map(|r| Input::Text(r)).collect();
+        let body = String::from_utf8(v2.body(r#"{"k":1}"#, &inputs).unwrap()).unwrap();
+        assert_eq!(
+            body,
+            r#"{"k":1,"inputs":[{"name":"input-0","shape":[2,1],"datatype":"BYTES","data":["a","b"]}]}"#
+        );
+    }
+}
