@@ -113,6 +113,23 @@ fn main() {
             ]);
         }
     }
+    // A shaped request (--api tfserving) against the plain path's figures above.
+    let shaped_server = mock(Behavior::default());
+    let shaped_url = format!("http://{}/v1/models/m:predict", shaped_server.addr());
+    let shaped = best_of(3, || {
+        abatch_at(
+            &shaped_url,
+            &records_1m,
+            &["-b", "32", "--api", "tfserving"],
+        )
+    });
+    rows.push([
+        "CPU per 1M records, -b 32 -c 4, --api tfserving".into(),
+        per_million(&shaped),
+        "close to the plain path".into(),
+        String::new(),
+    ]);
+    drop(shaped_server);
     // The progress display, drawn (to /dev/null) ten times a second, against none.
     let off = best_of(3, || {
         abatch(&server, &records_1m, &["-b", "32", "--no-progress"])
@@ -220,10 +237,13 @@ fn best_of(runs: usize, mut run: impl FnMut() -> Measured) -> Measured {
 
 /// Runs abatch once over `input`, its output thrown away, and measures it.
 fn abatch(server: &MockServer, input: &Path, args: &[&str]) -> Measured {
+    abatch_at(&server.url(), input, args)
+}
+
+/// Runs abatch once over `input` against `url`, its output thrown away, and measures it.
+fn abatch_at(url: &str, input: &Path, args: &[&str]) -> Measured {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_abatch"));
-    cmd.args(["--url", &server.url(), "--quiet"])
-        .args(args)
-        .arg(input);
+    cmd.args(["--url", url, "--quiet"]).args(args).arg(input);
     measure(cmd)
 }
 
