@@ -70,7 +70,7 @@ fn records_and_results_pass_through_byte_for_byte() {
 fn generic_flags_shape_the_body_and_find_the_results() {
     let server = quick_server();
     let out = at(&server, "/v1/models/m:predict")
-        .args(["-q", "--ordered", "-b", "2", "--input", "/text"])
+        .args(["-q", "--ordered", "-b", "2", "-c", "1", "--input", "/text"])
         .args([
             "--template",
             r#"{"instances": $batch, "note": "$batch stays"}"#,
