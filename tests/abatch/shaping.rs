@@ -12,6 +12,12 @@ fn at(server: &MockServer, path: &str) -> assert_cmd::Command {
     cmd
 }
 
+/// Runs `cmd` on `input`, expects it to stop with exit 1, and returns its one message.
+fn aborted_with(cmd: &mut assert_cmd::Command, input: impl Into<Vec<u8>>) -> String {
+    let out = cmd.write_stdin(input).assert().code(1);
+    Stderr::of(&out.get_output().stderr).message().to_owned()
+}
+
 fn lines(stdout: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(stdout)
         .lines()
@@ -118,34 +124,28 @@ fn a_record_the_shape_cannot_send_fails_alone() {
     );
 
     // Under the default policy the run stops, naming the line.
-    let out = abatch_to(&server)
-        .args(["--merge", "p"])
-        .write_stdin("{\"a\":1}\n[1]\n")
-        .assert()
-        .code(1);
-    let stderr = Stderr::of(&out.get_output().stderr);
+    let message = aborted_with(
+        abatch_to(&server).args(["--merge", "p"]),
+        "{\"a\":1}\n[1]\n",
+    );
     assert!(
-        stderr
-            .message()
-            .ends_with("line 2 of <stdin>: --merge needs each record to be a JSON object"),
-        "{stderr:#?}"
+        message.ends_with("line 2 of <stdin>: --merge needs each record to be a JSON object"),
+        "{message}"
     );
 }
 
 #[test]
 fn an_answer_without_the_results_is_a_failure_naming_the_batch() {
     let server = quick_server();
-    let out = abatch_to(&server)
-        .args(["--results", "/predictions", "--retries", "0"])
-        .write_stdin(records(0..3))
-        .assert()
-        .code(1);
-    let stderr = Stderr::of(&out.get_output().stderr);
+    let message = aborted_with(
+        abatch_to(&server).args(["--results", "/predictions", "--retries", "0"]),
+        records(0..3),
+    );
     assert!(
-        stderr.message().ends_with(
+        message.ends_with(
             "batch of 3 records, lines 1-3 of <stdin>: invalid response: the answer has no /predictions (--results)"
         ),
-        "{stderr:#?}"
+        "{message}"
     );
 }
 
@@ -212,17 +212,13 @@ fn v2_sends_one_tensor_and_splits_the_output_by_row() {
     );
     assert_eq!(lines(&out.get_output().stdout).len(), 2);
 
-    let out = at(&server, "/v2/models/iris/infer")
-        .args(["--api", "v2", "-b", "2", "--retries", "0"])
-        .write_stdin("[1,2]\n[1,2,3]\n")
-        .assert()
-        .code(1);
-    let stderr = Stderr::of(&out.get_output().stderr);
+    let message = aborted_with(
+        at(&server, "/v2/models/iris/infer").args(["--api", "v2", "-b", "2", "--retries", "0"]),
+        "[1,2]\n[1,2,3]\n",
+    );
     assert!(
-        stderr
-            .message()
-            .contains("<stdin>:2: the row has 3 values where the batch's first has 2 values"),
-        "{stderr:#?}"
+        message.contains("<stdin>:2: the row has 3 values where the batch's first has 2 values"),
+        "{message}"
     );
 }
 
@@ -307,17 +303,13 @@ fn openai_chat_sends_one_record_per_request() {
         ]
     );
 
-    let out = at(&server, "/v1/chat/completions")
-        .args(["--api", "openai-chat", "--model", "m"])
-        .write_stdin("42\n")
-        .assert()
-        .code(1);
-    let stderr = Stderr::of(&out.get_output().stderr);
+    let message = aborted_with(
+        at(&server, "/v1/chat/completions").args(["--api", "openai-chat", "--model", "m"]),
+        "42\n",
+    );
     assert!(
-        stderr
-            .message()
-            .contains("a chat record must be a string or an object with a \"messages\" array"),
-        "{stderr:#?}"
+        message.contains("a chat record must be a string or an object with a \"messages\" array"),
+        "{message}"
     );
 }
 
