@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use futures::StreamExt;
@@ -28,7 +28,7 @@ use crate::summary::{Summary, Tally};
 const WAITING_PER_SLOT: usize = 4;
 
 pub fn run(cli: Cli) -> anyhow::Result<Exit> {
-    log_requests(cli.verbose, cli.quiet);
+    log_requests(cli.verbose);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -45,13 +45,12 @@ pub fn say(message: impl std::fmt::Display) {
 }
 
 /// With -v, logs each request on stderr (-vv: also batches, splits and waits; -vvv: also the
-/// HTTP library's connection events).
-fn log_requests(verbose: u8, quiet: bool) {
+/// HTTP library's connection events). -v is asked for by name, so it wins over --quiet.
+fn log_requests(verbose: u8) {
     use tracing::level_filters::LevelFilter;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     let (ours, theirs) = match verbose {
-        _ if quiet => return,
         0 => return,
         1 => (LevelFilter::INFO, LevelFilter::OFF),
         2 => (LevelFilter::DEBUG, LevelFilter::OFF),
@@ -203,23 +202,47 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
     let finished = output.finish().await?;
     let reader_gone = reader == Reader::Gone || finished == Reader::Gone;
 
-    let exit = if let Some(signal) = stop.signalled() {
+    let ending = Ending {
+        tally: &tally,
+        signal: stop.signalled(),
+        first_failure,
+        failed_batches,
+        input_error,
+        reader_gone,
+        elapsed: started.elapsed(),
+        errors_place,
+    };
+    Ok(conclude(&cli, ending, stats))
+}
+
+/// How a run ended, for the closing messages, the exit status and --stats.
+struct Ending<'a> {
+    tally: &'a Tally,
+    signal: Option<Exit>,
+    first_failure: Option<String>,
+    failed_batches: usize,
+    input_error: Option<anyhow::Error>,
+    reader_gone: bool,
+    elapsed: Duration,
+    /// Where dead letters went: "in FILE" or "on stderr".
+    errors_place: String,
+}
+
+/// Decides the exit status, says how the run ended on stderr, and writes --stats.
+fn conclude(cli: &Cli, ending: Ending, stats: Option<File>) -> Exit {
+    let aborts = cli.on_error == OnError::Abort;
+    let exit = if let Some(signal) = ending.signal {
         signal
-    } else if input_error.is_some() || (cli.on_error == OnError::Abort && failed_batches > 0) {
+    } else if ending.input_error.is_some() || (aborts && ending.failed_batches > 0) {
         Exit::Aborted
-    } else if tally.dead() > 0 {
+    } else if ending.tally.dead() > 0 {
         Exit::SomeFailed
     } else {
         Exit::Success
     };
-    let elapsed = started.elapsed();
-    if let Some(first) = first_failure {
-        let label = if cli.on_error == OnError::Abort {
-            ""
-        } else {
-            "first failure: "
-        };
-        match failed_batches {
+    if let Some(first) = ending.first_failure {
+        let label = if aborts { "" } else { "first failure: " };
+        match ending.failed_batches {
             0 | 1 => say(format_args!("{label}{first}")),
             n => say(format_args!(
                 "{label}{first} (and {} more failed batches)",
@@ -227,30 +250,31 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
             )),
         }
     }
-    if let Some(input_error) = input_error {
+    if let Some(input_error) = ending.input_error {
         say(format_args!("{input_error:#}"));
     }
     if !cli.quiet || exit != Exit::Success {
         let output_name = cli.output.as_ref().map(|p| p.display().to_string());
         say(Summary {
-            tally: &tally,
-            elapsed,
-            errors: &errors_place,
-            reader_gone,
+            tally: ending.tally,
+            elapsed: ending.elapsed,
+            errors: &ending.errors_place,
+            reader_gone: ending.reader_gone,
             resumed_from: output_name.as_deref(),
             dry_run: cli.dry_run,
         });
     }
     if let (Some(file), Some(path)) = (stats, &cli.stats) {
-        let report = Report::new(&tally, elapsed, concurrency, exit as u8);
+        let concurrency = cli.concurrency.get();
+        let report = Report::new(ending.tally, ending.elapsed, concurrency, exit as u8);
         let written = serde_json::to_writer_pretty(BufWriter::new(file), &report)
             .map_err(std::io::Error::from);
         if let Err(e) = written {
             say(format_args!("cannot write {}: {e}", path.display()));
-            return Ok(Exit::Aborted);
+            return Exit::Aborted;
         }
     }
-    Ok(exit)
+    exit
 }
 
 /// Sends each part of each outcome where it belongs under the error policy: results to the

@@ -250,9 +250,9 @@ pub struct Cli {
     #[arg(long, help_heading = "Reliability", env = "ABATCH_SPLIT_ON_ERROR", value_parser = FalseyValueParser::new())]
     pub split_on_error: bool,
 
-    /// Print nothing on stderr but errors and warnings (no progress; no summary unless records
-    /// failed)
-    #[arg(short, long, env = "ABATCH_QUIET", value_parser = FalseyValueParser::new(), conflicts_with = "verbose", help_heading = "Display")]
+    /// Print nothing on stderr but errors and warnings: no progress, and no summary unless
+    /// records failed (-v still logs)
+    #[arg(short, long, env = "ABATCH_QUIET", value_parser = FalseyValueParser::new(), help_heading = "Display")]
     pub quiet: bool,
 
     /// Log each request on stderr: batch, size, attempt, status, latency (-vv: also waits and

@@ -255,6 +255,7 @@ fn verbose_logs_each_request_and_never_a_header_value() {
     assert!(!stderr.contains("hunter2"));
 
     let out = abatch_to(&server)
+        .env("ABATCH_QUIET", "1")
         .args(["-vv", "-b", "3"])
         .write_stdin(records(0..3))
         .assert()
@@ -264,4 +265,5 @@ fn verbose_logs_each_request_and_never_a_header_value() {
         stderr.contains("DEBUG batch 1 (lines 1-3 of <stdin>): 3 records, sent full"),
         "{stderr}"
     );
+    assert!(!stderr.contains(" read: "), "otherwise quiet: {stderr}");
 }
