@@ -124,7 +124,7 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
             to_skip -= 1;
             Tally::add(&tally.skipped, 1);
         } else if record.is_ok() {
-            tally.read();
+            Tally::add(&tally.read, 1);
         }
         futures::future::ready(!skip)
     });
@@ -145,6 +145,7 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
         tally: &tally,
         output: &output,
         shape: client.shape(),
+        count_bytes: progress.is_some(),
         first_failure: None,
         failed_batches: 0,
         input_error: None,
@@ -288,6 +289,8 @@ struct Router<'a> {
     output: &'a Output,
     /// How each result becomes a line (--merge).
     shape: &'a Shape,
+    /// Whether the progress display wants the input bytes done.
+    count_bytes: bool,
     /// The first failure, described for the final message.
     first_failure: Option<String>,
     failed_batches: usize,
@@ -301,9 +304,11 @@ struct Router<'a> {
 impl Router<'_> {
     async fn route(&mut self, outcome: Outcome) {
         let Outcome { records, parts } = outcome;
-        // Each record's line and its newline, for the progress display.
-        let bytes: usize = records.iter().map(|r| r.json.get().len() + 1).sum();
-        Tally::add(&self.tally.bytes_done, bytes);
+        if self.count_bytes {
+            // Each record's line and its newline, for the progress bar.
+            let bytes: usize = records.iter().map(|r| r.json.get().len() + 1).sum();
+            Tally::add(&self.tally.bytes_done, bytes);
+        }
         let mut records = records.into_iter();
         for part in parts {
             let n = part.len();

@@ -127,7 +127,7 @@ impl<'a> Exchanger<'a> {
                 }
             }
         };
-        tally.in_flight.set(tally.in_flight.get().saturating_sub(1));
+        tally.in_flight.set(tally.in_flight.get() - 1);
         if self.aborts && parts.iter().any(|p| matches!(p, Part::Failed { .. })) {
             self.stop.abort();
         }
@@ -222,7 +222,7 @@ impl<'a> Exchanger<'a> {
         let mut attempt = 1;
         loop {
             self.pace().await;
-            self.tally.request();
+            Tally::add(&self.tally.requests, 1);
             let measures = &self.tally.measures;
             measures.attempt_started();
             let started = Instant::now();
@@ -254,7 +254,7 @@ impl<'a> Exchanger<'a> {
             );
             match retry {
                 Some(wait) => {
-                    self.tally.retry();
+                    Tally::add(&self.tally.retries, 1);
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }

@@ -125,13 +125,13 @@ impl Shape {
         };
         let single = cli.single || preset.single;
         let token = if single { "$record" } else { "$batch" };
-        let template = cli.template.as_deref().unwrap_or(
-            if single && cli.template.is_none() && cli.api.is_none() {
-                "$record"
-            } else {
-                preset.template
-            },
-        );
+        // --single without a preset sends the record itself.
+        let default = if single && cli.api.is_none() {
+            "$record"
+        } else {
+            preset.template
+        };
+        let template = cli.template.as_deref().unwrap_or(default);
         let mut fields = Vec::new();
         if let Some(model) = &cli.model {
             fields.push((

@@ -30,25 +30,10 @@ pub struct Tally {
     pub measures: Measures,
 }
 
-fn add(counter: &Cell<u64>, n: u64) {
-    counter.set(counter.get() + n);
-}
-
 impl Tally {
-    pub fn read(&self) {
-        add(&self.read, 1);
-    }
-
-    pub fn request(&self) {
-        add(&self.requests, 1);
-    }
-
-    pub fn retry(&self) {
-        add(&self.retries, 1);
-    }
-
+    /// Adds `n` to one of the counters.
     pub fn add(counter: &Cell<u64>, n: usize) {
-        add(counter, n as u64);
+        counter.set(counter.get() + n as u64);
     }
 
     /// Records that have no result.

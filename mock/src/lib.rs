@@ -480,14 +480,8 @@ impl Api {
     }
 
     /// The inputs a request carries: records, rows of a tensor, or the one chat.
-    fn inputs<'a>(self, body: &'a [u8]) -> Option<Vec<&'a RawValue>> {
-        let member = |name: &str| -> Option<&'a RawValue> {
-            let object: std::collections::HashMap<String, &'a RawValue> =
-                serde_json::from_slice(body).ok()?;
-            object.get(name).copied()
-        };
-        let array =
-            |value: &'a RawValue| serde_json::from_str::<Vec<&'a RawValue>>(value.get()).ok();
+    fn inputs(self, body: &[u8]) -> Option<Vec<&RawValue>> {
+        let member = |name: &str| member_of(serde_json::from_slice(body).ok()?, name);
         match self {
             Api::Plain => serde_json::from_slice(body).ok(),
             Api::Tfserving => array(member("instances")?),
@@ -496,11 +490,11 @@ impl Api {
             Api::Tei => array(member("inputs")?),
             Api::Chat => Some(vec![member("messages")?]),
             Api::V2 => {
-                let tensors = array(member("inputs")?)?;
-                let tensor: serde_json::Value =
-                    serde_json::from_str(tensors.first()?.get()).ok()?;
-                let rows = tensor.pointer("/shape/0")?.as_u64()? as usize;
-                let data = array(member_of(tensors.first()?, "data")?)?;
+                let tensor = first_tensor(body)?;
+                let shape: Vec<usize> =
+                    serde_json::from_str(member_of(tensor, "shape")?.get()).ok()?;
+                let rows = *shape.first()?;
+                let data = array(member_of(tensor, "data")?)?;
                 let width = data.len().checked_div(rows).unwrap_or(0);
                 // One input per row; its values are checked by the answer, not kept here.
                 Some(
@@ -554,12 +548,7 @@ impl Api {
             ),
             Api::V2 => {
                 // The output tensor repeats the input tensor: shape, datatype and data.
-                let tensor =
-                    serde_json::from_slice::<std::collections::HashMap<String, &RawValue>>(body)
-                        .ok()
-                        .and_then(|o| o.get("inputs").copied())
-                        .and_then(|t| serde_json::from_str::<Vec<&RawValue>>(t.get()).ok())
-                        .and_then(|t| t.first().copied());
+                let tensor = first_tensor(body);
                 let field = |name| {
                     tensor
                         .and_then(|t| member_of(t, name))
@@ -574,6 +563,17 @@ impl Api {
             }
         }
     }
+}
+
+/// The elements of a JSON array, as text.
+fn array(value: &RawValue) -> Option<Vec<&RawValue>> {
+    serde_json::from_str(value.get()).ok()
+}
+
+/// The first tensor of an Open Inference Protocol request's "inputs".
+fn first_tensor(body: &[u8]) -> Option<&RawValue> {
+    let inputs = member_of(serde_json::from_slice(body).ok()?, "inputs")?;
+    array(inputs)?.first().copied()
 }
 
 /// A member of a JSON object, as text.

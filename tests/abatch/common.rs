@@ -162,9 +162,23 @@ impl Stderr {
         }
     }
 
+    /// How many records the summary says were read.
+    pub fn records_read(&self) -> usize {
+        records_read(&self.summary)
+    }
+
     /// The one message before the summary.
     pub fn message(&self) -> &str {
         assert_eq!(self.messages.len(), 1, "{self:#?}");
         &self.messages[0]
     }
+}
+
+/// How many records a summary line ("abatch: N records read: ...") says were read.
+pub fn records_read(summary: &str) -> usize {
+    summary
+        .strip_prefix("abatch: ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a summary line: {summary}"))
 }

@@ -353,12 +353,7 @@ fn an_abort_leaves_every_unanswered_record_in_the_dead_letters() {
         let out = cmd.write_stdin(input).assert().code(1);
         let written = echoed_ids(&out.get_output().stdout);
         let stderr = Stderr::of(&out.get_output().stderr);
-        let read: usize = stderr.summary["abatch: ".len()..]
-            .split(' ')
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let read = stderr.records_read();
         assert_eq!(
             written.len() + stderr.dead.len(),
             read,

@@ -98,12 +98,7 @@ fn a_first_sigint_stops_reading_a_file_and_answers_every_record_it_read() {
     assert_eq!(exit_of(&mut child).code(), Some(130));
     let written = output.iter().count();
     let summary = errors.iter().last().unwrap();
-    let read: usize = summary["abatch: ".len()..]
-        .split(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let read = records_read(&summary);
     assert!(read < 200_000, "reading stopped: {summary}");
     assert_eq!(written, read, "every record read was answered: {summary}");
     assert_eq!(sizes(&server).iter().sum::<usize>(), read);
