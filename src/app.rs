@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
 use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,7 @@ use futures::StreamExt;
 
 use crate::batch::{self, Limits};
 use crate::cli::{Cli, OnError};
-use crate::client::Client;
+use crate::client::{Client, Failure};
 use crate::exchange::{Exchanger, Outcome, Part};
 use crate::exit::Exit;
 use crate::input::{self, Record};
@@ -72,28 +73,34 @@ fn log_requests(verbose: u8) {
 
 async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
     let started = Instant::now();
+    // Every input opens before anything is sent or any file is touched.
+    let sources = input::open(&cli.inputs)?;
     if cli.insecure {
         say("warning: --insecure: TLS certificates are not verified");
     }
     let client = Client::new(&cli)?;
-    let resumed = match (&cli.output, cli.resume) {
+    // --dry-run writes the requests to stdout and leaves every file alone.
+    let files = |path| written_file(&cli, path);
+    if let (true, Some(output)) = (cli.dry_run, &cli.output) {
+        say(format_args!(
+            "--dry-run: the requests go to standard output; {} is left alone",
+            output.display()
+        ));
+    }
+    if let Some(stats) = files(&cli.stats) {
+        output::writable(stats).map_err(|e| anyhow!("cannot create {}: {e}", stats.display()))?;
+    }
+    let resumed = match (files(&cli.output), cli.resume) {
         (Some(output), true) => output::complete_lines(output)?,
         _ => 0,
     };
     let sinks = Sinks {
-        output: cli.output.as_deref(),
-        errors: cli.errors.as_deref(),
+        output: files(&cli.output),
+        errors: files(&cli.errors),
         append: cli.resume,
     };
     let output = Output::open(&sinks)?;
     let errors_place = sinks.errors_place();
-    let stats = cli
-        .stats
-        .as_deref()
-        .map(|path| {
-            File::create(path).map_err(|e| anyhow!("cannot create {}: {e}", path.display()))
-        })
-        .transpose()?;
 
     let stop = Stop::default();
     let tally = Tally::default();
@@ -112,13 +119,9 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
     let progress = progress::wanted(cli.progress, cli.no_progress, cli.quiet)
         .then(|| Progress::start(progress::total_bytes(&cli.inputs)));
 
-    let stops = input::Stops {
-        finish: stop.finish_reading().clone(),
-        abandon: stop.abandon_reading().clone(),
-    };
     let mut to_skip = resumed;
-    let inputs = cli.inputs.clone();
-    let records = input::records(inputs, cli.max_line_bytes.get(), stops).filter(|record| {
+    let reading = input::records(sources, cli.max_line_bytes.get(), stop.stopping().clone());
+    let records = reading.filter(|record| {
         let skip = record.is_ok() && to_skip > 0;
         if skip {
             to_skip -= 1;
@@ -165,15 +168,37 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
         }
     };
     let show_progress = async {
-        match &progress {
-            Some(progress) => progress.run(&tally).await,
-            None => std::future::pending().await,
+        if let Some(progress) = &progress {
+            // Off the screen as soon as the run stops, so that no stale frame stays.
+            tokio::select! {
+                () = progress.run(&tally) => {}
+                _ = stop.stopped() => progress.hide(),
+            }
         }
+        std::future::pending().await
+    };
+    let first_signal = || {
+        let in_flight = tally.measures.requests_in_flight();
+        let waiting = match in_flight {
+            0 => "nothing is in flight".to_string(),
+            1 => format!(
+                "waiting for the 1 request in flight, at most {}",
+                humantime::format_duration(cli.timeout)
+            ),
+            n => format!(
+                "waiting for the {n} requests in flight, at most {}",
+                humantime::format_duration(cli.timeout)
+            ),
+        };
+        format!(
+            "stopping: no new requests, and every record not yet answered goes to the dead \
+             letters; {waiting} (signal again to stop at once)"
+        )
     };
     tokio::select! {
         biased;
         () = drive => {}
-        () = stop.watch_signals(|| tally.in_flight.get()) => {}
+        () = stop.watch_signals(first_signal, || output.give_up()) => {}
         () = show_progress => {}
     }
     if let Some(progress) = progress {
@@ -200,7 +225,10 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
         ));
     }
     // finish() first: it tells a closed pipe from a failed write.
-    let finished = output.finish().await?;
+    let (finished, written) = output.finish().await?;
+    // Answered, but not written: the writer made them dead letters.
+    tally.written.set(tally.written.get() - written.given_up);
+    Tally::add(&tally.unsent, written.given_up as usize);
     let reader_gone = reader == Reader::Gone || finished == Reader::Gone;
 
     let ending = Ending {
@@ -213,7 +241,22 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
         elapsed: started.elapsed(),
         errors_place,
     };
-    Ok(conclude(&cli, ending, stats))
+    let exit = conclude(&cli, ending);
+    // A clean run that had nothing to write still leaves its output, empty, as `>` would.
+    if let (Exit::Success, false, false, Some(path)) =
+        (exit, written.opened, cli.resume, files(&cli.output))
+    {
+        if let Err(e) = File::create(path) {
+            say(format_args!("cannot create {}: {e}", path.display()));
+            return Ok(Exit::Aborted);
+        }
+    }
+    Ok(exit)
+}
+
+/// A file the run writes to, unless it is a dry run, which leaves every file alone.
+fn written_file<'a>(cli: &Cli, path: &'a Option<PathBuf>) -> Option<&'a Path> {
+    path.as_deref().filter(|_| !cli.dry_run)
 }
 
 /// How a run ended, for the closing messages, the exit status and --stats.
@@ -230,7 +273,7 @@ struct Ending<'a> {
 }
 
 /// Decides the exit status, says how the run ended on stderr, and writes --stats.
-fn conclude(cli: &Cli, ending: Ending, stats: Option<File>) -> Exit {
+fn conclude(cli: &Cli, ending: Ending) -> Exit {
     let aborts = cli.on_error == OnError::Abort;
     let exit = if let Some(signal) = ending.signal {
         signal
@@ -265,11 +308,12 @@ fn conclude(cli: &Cli, ending: Ending, stats: Option<File>) -> Exit {
             dry_run: cli.dry_run,
         });
     }
-    if let (Some(file), Some(path)) = (stats, &cli.stats) {
+    if let Some(path) = cli.stats.as_ref().filter(|_| !cli.dry_run) {
         let concurrency = cli.concurrency.get();
         let report = Report::new(ending.tally, ending.elapsed, concurrency, exit as u8);
-        let written = serde_json::to_writer_pretty(BufWriter::new(file), &report)
-            .map_err(std::io::Error::from);
+        let written = File::create(path).and_then(|file| {
+            serde_json::to_writer_pretty(BufWriter::new(file), &report).map_err(Into::into)
+        });
         if let Err(e) = written {
             say(format_args!("cannot write {}: {e}", path.display()));
             return Exit::Aborted;
@@ -314,24 +358,30 @@ impl Router<'_> {
             let n = part.len();
             let these = records.by_ref().take(n);
             match part {
-                Part::Answered(results) => match self.gap {
+                Part::Answered { results, attempts } => match self.gap {
                     None => {
-                        let lines = if self.shape.merge.is_some() {
-                            these
+                        let records: Vec<Record> = these.collect();
+                        let results = match &self.shape.merge {
+                            Some(_) => records
+                                .iter()
                                 .zip(results)
                                 .map(|(record, result)| self.shape.line(&record.json, result))
-                                .collect()
-                        } else {
-                            these.for_each(drop);
-                            results
+                                .collect(),
+                            None => results,
                         };
                         Tally::add(&self.tally.written, n);
-                        self.write(Lines::Results(lines)).await;
+                        self.write(Lines::Results {
+                            records,
+                            results,
+                            attempts,
+                        })
+                        .await;
                     }
                     Some(why) => {
                         let error = format!("answered, but not written: {why}");
                         Tally::add(&self.tally.unsent, n);
-                        self.write(dead_letters(these, &error, None, 0)).await;
+                        self.write(dead_letters(these, &error, None, attempts))
+                            .await;
                     }
                 },
                 Part::Failed {
@@ -340,10 +390,15 @@ impl Router<'_> {
                     let these: Vec<Record> = these.collect();
                     self.failed_batches += 1;
                     if self.first_failure.is_none() {
-                        let span = batch::span(&these);
-                        let records = if n == 1 { "record" } else { "records" };
-                        self.first_failure =
-                            Some(format!("batch of {n} {records}, {span}: {failure}"));
+                        self.first_failure = Some(match &failure {
+                            // An input line: where it is says it all.
+                            Failure::Line(problem) => format!("{}: {problem}", these[0].at),
+                            _ => {
+                                let span = batch::span(&these);
+                                let records = if n == 1 { "record" } else { "records" };
+                                format!("batch of {n} {records}, {span}: {failure}")
+                            }
+                        });
                     }
                     Tally::add(&self.tally.failed, n);
                     let status = failure.status().map(|s| s.as_u16());
@@ -352,22 +407,31 @@ impl Router<'_> {
                     match self.on_error {
                         OnError::Abort => {
                             self.stop.abort();
-                            self.stop.cancel_in_flight();
+                            // What is in flight was sent before the bad line: let it finish.
+                            if !matches!(failure, Failure::Line(_)) {
+                                self.stop.cancel_in_flight();
+                            }
                             self.leave_gap(Unsent::Aborted);
                         }
                         OnError::Skip => {}
+                        // With --ordered, no line may stand after a record that has none.
+                        OnError::Null if self.gap.is_some() => {}
                         OnError::Null => self.write(Lines::Nulls(n)).await,
                     }
                     self.write(letters).await;
                 }
                 Part::Shown { request, .. } => {
-                    these.for_each(drop);
-                    self.write(Lines::Results(vec![request])).await;
+                    self.write(Lines::Results {
+                        records: these.collect(),
+                        results: vec![request],
+                        attempts: 0,
+                    })
+                    .await;
                 }
-                Part::Unsent { why, .. } => {
+                Part::Unsent { why, attempts, .. } => {
                     Tally::add(&self.tally.unsent, n);
                     self.leave_gap(why);
-                    self.write(dead_letters(these, why.describe(), None, 0))
+                    self.write(dead_letters(these, why.describe(attempts), None, attempts))
                         .await;
                 }
             }

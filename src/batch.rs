@@ -45,6 +45,8 @@ pub enum Flush {
     Timeout,
     /// The input ended (or stopped).
     End,
+    /// An invalid input line came next: it goes alone, as a batch of its own.
+    Invalid,
 }
 
 impl fmt::Display for Flush {
@@ -54,6 +56,7 @@ impl fmt::Display for Flush {
             Flush::Bytes => "at the byte cap",
             Flush::Timeout => "by the batch timeout",
             Flush::End => "at the end of input",
+            Flush::Invalid => "before an invalid line",
         })
     }
 }
@@ -87,7 +90,8 @@ fn body_len(records: usize, record_bytes: usize) -> usize {
 }
 
 pin_project! {
-    /// The stream of batches made from a stream of records. An input error is passed on after
+    /// The stream of batches made from a stream of records. An invalid line goes alone, after the
+    /// batch of the records before it. An input error is passed on after
     /// the batch of the records read before it, and ends the stream.
     pub struct Batches<S> {
         #[pin]
@@ -97,6 +101,8 @@ pin_project! {
         limits: Limits,
         pending: Vec<Record>,
         pending_bytes: usize,
+        // An invalid line, to go alone once the batch before it has gone.
+        invalid: Option<Record>,
         error: Option<anyhow::Error>,
         ended: bool,
     }
@@ -113,6 +119,7 @@ where
         limits,
         pending: Vec::new(),
         pending_bytes: 0,
+        invalid: None,
         error: None,
         ended: false,
     }
@@ -156,6 +163,12 @@ where
             if let Some(flush) = Self::is_full(this.pending, *this.pending_bytes, this.limits) {
                 return Poll::Ready(Some(Ok(Self::take(this.pending, this.limits, flush))));
             }
+            if let Some(invalid) = this.invalid.take() {
+                return Poll::Ready(Some(Ok(Batch {
+                    records: vec![invalid],
+                    flush: Flush::Invalid,
+                })));
+            }
             if let Some(error) = this.error.take() {
                 *this.ended = true;
                 return Poll::Ready(Some(Err(error)));
@@ -164,6 +177,14 @@ where
                 return Poll::Ready(None);
             }
             match this.input.as_mut().poll_next(cx) {
+                Poll::Ready(Some(Ok(record))) if record.invalid.is_some() => {
+                    // The records before it go first, as they are.
+                    *this.invalid = Some(record);
+                    if !this.pending.is_empty() {
+                        let batch = Self::take(this.pending, this.limits, Flush::Invalid);
+                        return Poll::Ready(Some(Ok(batch)));
+                    }
+                }
                 Poll::Ready(Some(Ok(record))) => {
                     let record_bytes = record.json.get().len();
                     let grown = *this.pending_bytes + 1 + record_bytes;

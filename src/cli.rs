@@ -230,6 +230,11 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_delay, help_heading = "Reliability", env = "ABATCH_RETRY_BACKOFF")]
     pub retry_backoff: Duration,
 
+    /// The longest one wait between attempts may be: the backoff stops growing there, and a
+    /// server asking (with Retry-After) to wait longer fails the batch instead
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_limit, help_heading = "Reliability", env = "ABATCH_RETRY_MAX_WAIT")]
+    pub retry_max_wait: Duration,
+
     /// What a batch that still fails does: stop the run (abort), write nothing for its
     /// records (skip), or write a null line for each (null)
     #[arg(long, value_name = "POLICY", value_enum, default_value_t = OnError::Abort, help_heading = "Reliability", env = "ABATCH_ON_ERROR")]
@@ -376,8 +381,8 @@ pub struct Rate {
 
 impl Cli {
     /// Parses the command line and checks what no single flag can: that no file abatch writes
-    /// is also one it reads (creating it would wipe it before it is read), and that --resume
-    /// can trust the output's line count.
+    /// is also one it reads or another it writes (see [`crate::files`]), and that --resume can
+    /// trust the output's line count.
     pub fn parse_checked() -> Result<Cli, clap::Error> {
         let cli = Cli::try_parse()?;
         let conflict = |message: String| {
@@ -393,34 +398,7 @@ impl Cli {
                     .into(),
             ));
         }
-        let written = [("--output", &cli.output), ("--errors", &cli.errors)];
-        for (flag, path) in written {
-            let Some(path) = path.as_deref() else {
-                continue;
-            };
-            let Ok(canonical) = std::fs::canonicalize(path) else {
-                continue;
-            };
-            let same = |other: &Path| std::fs::canonicalize(other).is_ok_and(|o| o == canonical);
-            if let Some(input) = cli.inputs.iter().find(|input| same(input)) {
-                return Err(conflict(format!(
-                    "{flag} {} is also an input; it would be emptied before it is read",
-                    input.display()
-                )));
-            }
-        }
-        if let (Some(output), Some(errors)) = (&cli.output, &cli.errors) {
-            let same = match (std::fs::canonicalize(output), std::fs::canonicalize(errors)) {
-                (Ok(o), Ok(e)) => o == e,
-                _ => output == errors,
-            };
-            if same {
-                return Err(conflict(format!(
-                    "--output and --errors are the same file, {}",
-                    output.display()
-                )));
-            }
-        }
+        crate::files::check(&cli).map_err(conflict)?;
         Ok(cli)
     }
 

@@ -23,7 +23,7 @@ pub enum Failure {
         status: StatusCode,
         body: String,
         /// How long the server asked to wait before trying again.
-        retry_after: Option<Duration>,
+        retry_after: Option<RetryAfter>,
     },
     #[error("timed out after {} (--timeout)", humantime::format_duration(*.0))]
     Timeout(Duration),
@@ -41,6 +41,28 @@ pub enum Failure {
     /// A 2xx answer that breaks the wire contract.
     #[error("invalid response: {problem}")]
     Response { status: StatusCode, problem: String },
+    /// An input line that is not one JSON value; nothing was sent.
+    #[error("{0}")]
+    Line(String),
+    /// The server asked to wait longer than --retry-max-wait before the next attempt.
+    #[error(
+        "{failure}; the server asked to wait {} (Retry-After: {}), longer than --retry-max-wait ({})",
+        humantime::format_duration(.asked.wait),
+        .asked.header,
+        humantime::format_duration(*.max_wait)
+    )]
+    WaitTooLong {
+        failure: Box<Failure>,
+        asked: RetryAfter,
+        max_wait: Duration,
+    },
+}
+
+/// A Retry-After header: the wait it asks for, and its text, to quote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryAfter {
+    pub wait: Duration,
+    pub header: String,
 }
 
 impl Failure {
@@ -48,6 +70,7 @@ impl Failure {
     pub fn status(&self) -> Option<StatusCode> {
         match self {
             Failure::Status { status, .. } | Failure::Response { status, .. } => Some(*status),
+            Failure::WaitTooLong { failure, .. } => failure.status(),
             _ => None,
         }
     }
@@ -86,6 +109,8 @@ const USER_AGENT: &str = concat!("abatch/", env!("CARGO_PKG_VERSION"));
 /// How much of an error body a message quotes.
 const QUOTED_BODY: usize = 200;
 const MAX_REDIRECTS: usize = 10;
+/// How much of a header's value a message quotes.
+const QUOTED_HEADER: usize = 64;
 
 impl Client {
     /// The client `cli` describes: its URL, headers, timeouts, limits and trust.
@@ -334,13 +359,19 @@ fn shaped_results(
 
 /// How long a Retry-After header asks to wait: a number of seconds, or an HTTP date (`now`
 /// is when the answer came).
-fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<RetryAfter> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or_default())
+    let wait = match value.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => {
+            let at = httpdate::parse_http_date(value).ok()?;
+            at.duration_since(now).unwrap_or_default()
+        }
+    };
+    Some(RetryAfter {
+        wait,
+        header: value.chars().take(QUOTED_HEADER).collect(),
+    })
 }
 
 /// The start of a body, on one line, for a message.
@@ -432,17 +463,29 @@ mod tests {
     fn retry_after_takes_seconds_or_a_date() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let mut headers = HeaderMap::new();
-        assert_eq!(retry_after(&headers, now), None);
+        let wait = |headers: &HeaderMap| retry_after(headers, now).map(|r| r.wait);
+        assert_eq!(wait(&headers), None);
         headers.insert(RETRY_AFTER, HeaderValue::from_static(" 7 "));
-        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after(&headers, now),
+            Some(RetryAfter {
+                wait: Duration::from_secs(7),
+                header: "7".into()
+            })
+        );
         let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
         headers.insert(RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
-        assert_eq!(retry_after(&headers, now), Some(Duration::from_secs(90)));
+        assert_eq!(wait(&headers), Some(Duration::from_secs(90)));
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(90));
         headers.insert(RETRY_AFTER, HeaderValue::from_str(&earlier).unwrap());
-        assert_eq!(retry_after(&headers, now), Some(Duration::ZERO));
+        assert_eq!(wait(&headers), Some(Duration::ZERO));
+        headers.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Fri, 31 Dec 9999 23:59:59 GMT"),
+        );
+        assert!(wait(&headers).unwrap() > Duration::from_secs(7000 * 365 * 86400));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&headers, now), None);
+        assert_eq!(wait(&headers), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Turns one batch into its outcome: sends it, tries again what may pass on another attempt
 //! (backoff, Retry-After, the request rate), and sends the halves of a batch the server
 //! rejects, so that only the records at fault fail. Every record of the batch comes back,
-//! answered or not, so that none is lost.
+//! answered or not, so that none is lost. Once the run is stopping no attempt starts and no
+//! wait goes on; once attempts in flight are given up, they end at once.
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use crate::batch::{self, Batch};
 use crate::cli::{Cli, OnError, Rate};
 use crate::client::{Answer, Client, Failure};
 use crate::input::Record;
-use crate::retry::Policy;
+use crate::retry::{GiveUp, Policy};
 use crate::shape::Input;
 use crate::stop::{Stop, Unsent};
 use crate::summary::Tally;
@@ -27,16 +28,24 @@ pub struct Outcome {
 }
 
 pub enum Part {
-    /// One result per record.
-    Answered(Vec<Box<RawValue>>),
+    /// One result per record, after this many attempts.
+    Answered {
+        results: Vec<Box<RawValue>>,
+        attempts: u32,
+    },
     /// The server failed these records for good.
     Failed {
         records: usize,
         failure: Failure,
         attempts: u32,
     },
-    /// These records were never answered because the run stopped first.
-    Unsent { records: usize, why: Unsent },
+    /// These records were never answered because the run stopped first, after `attempts`
+    /// attempts (the last one given up, if any).
+    Unsent {
+        records: usize,
+        why: Unsent,
+        attempts: u32,
+    },
     /// --dry-run: the request that would have carried these records, as a JSON line.
     Shown {
         records: usize,
@@ -47,7 +56,7 @@ pub enum Part {
 impl Part {
     pub fn len(&self) -> usize {
         match self {
-            Part::Answered(results) => results.len(),
+            Part::Answered { results, .. } => results.len(),
             Part::Failed { records, .. }
             | Part::Unsent { records, .. }
             | Part::Shown { records, .. } => *records,
@@ -75,6 +84,7 @@ impl<'a> Exchanger<'a> {
             retries: cli.retries,
             backoff: cli.retry_backoff,
             split: cli.split_on_error,
+            max_wait: cli.retry_max_wait,
         };
         // Evenly spaced starts (a burst of one): no second ever holds more than N of them.
         let rate = cli.rate.map(|rate: Rate| {
@@ -99,33 +109,40 @@ impl<'a> Exchanger<'a> {
 
     /// Sends `batch` (unless the run is stopping) and returns what became of each record.
     pub async fn outcome(&self, batch: Batch) -> Outcome {
+        let records = batch.records;
+        if let Some(problem) = invalid_line(&records) {
+            // Nothing to send: it fails alone, and under abort nothing starts after it.
+            if self.aborts {
+                self.stop.abort();
+            }
+            let failure = Failure::Line(problem.to_string());
+            return Outcome {
+                parts: vec![Part::Failed {
+                    records: records.len(),
+                    failure,
+                    attempts: 0,
+                }],
+                records,
+            };
+        }
         let tally = self.tally;
         Tally::add(&tally.batches, 1);
         let number = tally.batches.get();
-        tally.measures.batch(&batch);
+        tally.measures.batch(records.len(), batch.flush);
         tracing::debug!(
             "batch {number} ({}): {} records, sent {}",
-            batch::span(&batch.records),
-            batch.records.len(),
+            batch::span(&records),
+            records.len(),
             batch.flush
         );
         Tally::add(&tally.in_flight, 1);
-        let records = batch.records;
-        let unsent = |why| {
-            vec![Part::Unsent {
+        let parts = match self.stop.no_new_attempts() {
+            Some(why) => vec![Part::Unsent {
                 records: records.len(),
                 why,
-            }]
-        };
-        let parts = match self.stop.no_new_batches() {
-            Some(why) => unsent(why),
-            None => {
-                tokio::select! {
-                    biased;
-                    why = self.stop.in_flight_cancelled() => unsent(why),
-                    parts = self.parts(number, &records) => parts,
-                }
-            }
+                attempts: 0,
+            }],
+            None => self.parts(number, &records).await,
         };
         tally.in_flight.set(tally.in_flight.get() - 1);
         if self.aborts && parts.iter().any(|p| matches!(p, Part::Failed { .. })) {
@@ -191,8 +208,17 @@ impl<'a> Exchanger<'a> {
             }];
         }
         let (failure, attempts) = match self.attempts(number, records, body).await {
-            Ok(results) => return vec![Part::Answered(results)],
-            Err(failed) => failed,
+            Tried::Answered(results, attempts) => {
+                return vec![Part::Answered { results, attempts }];
+            }
+            Tried::Unsent(why, attempts) => {
+                return vec![Part::Unsent {
+                    records: records.len(),
+                    why,
+                    attempts,
+                }];
+            }
+            Tried::Failed(failure, attempts) => (failure, attempts),
         };
         if records.len() > 1 && self.policy.splits(&failure) {
             let half = records.len() / 2;
@@ -211,22 +237,28 @@ impl<'a> Exchanger<'a> {
         failed(failure, attempts)
     }
 
-    /// Sends `records` until they are answered or the policy gives up; on failure, returns the
-    /// last failure and how many attempts were made.
-    async fn attempts(
-        &self,
-        number: u64,
-        records: &[Record],
-        body: Bytes,
-    ) -> Result<Vec<Box<RawValue>>, (Failure, u32)> {
+    /// Sends `records` until they are answered, the policy gives up or the run stops.
+    async fn attempts(&self, number: u64, records: &[Record], body: Bytes) -> Tried {
         let mut attempt = 1;
         loop {
-            self.pace().await;
+            if let Some(why) = self.stop.no_new_attempts() {
+                return Tried::Unsent(why, attempt - 1);
+            }
+            if let Err(why) = self.pace().await {
+                return Tried::Unsent(why, attempt - 1);
+            }
             Tally::add(&self.tally.requests, 1);
             let measures = &self.tally.measures;
             measures.attempt_started();
             let started = Instant::now();
-            let sent = self.client.send(body.clone(), records.len()).await;
+            let sent = tokio::select! {
+                biased;
+                why = self.stop.in_flight_cancelled() => {
+                    measures.attempt_given_up(started.elapsed());
+                    return Tried::Unsent(why, attempt);
+                }
+                sent = self.client.send(body.clone(), records.len()) => sent,
+            };
             let took = started.elapsed();
             measures.attempt_finished(took, &sent);
             let span = || batch::span(records);
@@ -238,7 +270,7 @@ impl<'a> Exchanger<'a> {
                         span(),
                         records.len()
                     );
-                    return Ok(results);
+                    return Tried::Answered(results, attempt);
                 }
                 Err(failure) => failure,
             };
@@ -248,30 +280,71 @@ impl<'a> Exchanger<'a> {
                 span(),
                 records.len(),
                 match retry {
-                    Some(wait) => format!("; retrying in {:.0} ms", wait.as_secs_f64() * 1000.0),
-                    None => String::new(),
+                    Ok(wait) => format!("; retrying in {:.0} ms", wait.as_secs_f64() * 1000.0),
+                    Err(_) => String::new(),
                 }
             );
-            match retry {
-                Some(wait) => {
-                    Tally::add(&self.tally.retries, 1);
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
+            let wait = match retry {
+                Ok(wait) => wait,
+                Err(GiveUp::Done) => return Tried::Failed(failure, attempt),
+                Err(GiveUp::WaitTooLong) => {
+                    let asked = match &failure {
+                        Failure::Status {
+                            retry_after: Some(asked),
+                            ..
+                        } => asked.clone(),
+                        _ => return Tried::Failed(failure, attempt),
+                    };
+                    let failure = Failure::WaitTooLong {
+                        failure: Box::new(failure),
+                        asked,
+                        max_wait: self.policy.max_wait,
+                    };
+                    return Tried::Failed(failure, attempt);
                 }
-                None => return Err((failure, attempt)),
+            };
+            Tally::add(&self.tally.retries, 1);
+            tokio::select! {
+                biased;
+                why = self.stop.stopped() => return Tried::Unsent(why, attempt),
+                () = tokio::time::sleep(wait) => {}
             }
+            attempt += 1;
         }
     }
 
-    /// Waits until the request rate allows one more request.
-    async fn pace(&self) {
+    /// Waits until the request rate allows one more request, or the run stops.
+    async fn pace(&self) -> Result<(), Unsent> {
         let Some((limiter, clock)) = &self.rate else {
-            return;
+            return Ok(());
         };
         while let Err(not_until) = limiter.check() {
             let wait = not_until.wait_time_from(clock.now());
             tracing::debug!("--rate: waiting {:.1} ms", wait.as_secs_f64() * 1000.0);
-            tokio::time::sleep(wait.max(Duration::from_micros(100))).await;
+            tokio::select! {
+                biased;
+                why = self.stop.stopped() => return Err(why),
+                () = tokio::time::sleep(wait.max(Duration::from_micros(100))) => {}
+            }
         }
+        Ok(())
+    }
+}
+
+/// How the attempts at one request ended.
+enum Tried {
+    /// Answered at this attempt.
+    Answered(Vec<Box<RawValue>>, u32),
+    /// The policy gave up after this many attempts.
+    Failed(Failure, u32),
+    /// The run stopped after this many attempts (the last one given up, if any).
+    Unsent(Unsent, u32),
+}
+
+/// Why a batch is one invalid input line, if it is (the batcher sends such a line alone).
+fn invalid_line(records: &[Record]) -> Option<&str> {
+    match records {
+        [record] => record.invalid.as_deref(),
+        _ => None,
     }
 }

@@ -1,15 +1,24 @@
-//! Reads the input files (or stdin) in turn, on a thread of its own, and turns each non-blank
-//! line into a record that remembers the file and line it came from.
+//! Opens every input (files, or stdin) before anything is sent or written, then reads them in
+//! turn on a thread of its own and turns each non-blank line into a record that remembers the
+//! file and line it came from. A line that is not one JSON value becomes an invalid record that
+//! carries its raw text, so that it fails alone under the error policy.
 //!
 //! A thread of its own, because a blocking read of an idle stdin must never hold up the
 //! requests in flight, nor keep the program from exiting. Records cross to the pipe in chunks of
 //! what one read delivered, so a record never waits behind a read that may block.
+//!
+//! Told to stop, the reader takes no more bytes from the input, but hands over every byte it
+//! already took: the records in its buffer, and the start of a line it was in the middle of (as
+//! an invalid record). "Read" means every byte abatch took, and every one of them ends as a
+//! result or a dead letter.
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::io::{self, BufRead, BufReader, IsTerminal, Read};
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::anyhow;
 use futures::Stream;
@@ -23,6 +32,9 @@ use tokio_util::sync::CancellationToken;
 pub struct Record {
     pub json: Box<RawValue>,
     pub at: Location,
+    /// Why the line is not a record that can be sent; `json` then holds the line's raw text as
+    /// a JSON string.
+    pub invalid: Option<Box<str>>,
 }
 
 /// A file (or stdin) and a 1-based line number, blank lines counted.
@@ -47,63 +59,104 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// Chunks that may wait between the reader and the pipe.
 const CHUNKS_QUEUED: usize = 4;
 const READ_BUFFER: usize = 256 * 1024;
+/// How often a reader waiting on an idle pipe or terminal looks for the order to stop.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// How reading may end early.
-pub struct Stops {
-    /// Read no more, but deliver what was already read: it cannot be read again from a pipe.
-    pub finish: CancellationToken,
-    /// Read no more and deliver nothing more.
-    pub abandon: CancellationToken,
+/// An input, open and ready to read.
+pub struct Source {
+    name: Arc<str>,
+    file: File,
+    /// Whether a read may wait for data (a pipe, a terminal), rather than only for a disk.
+    may_wait: bool,
 }
 
-/// The records of `inputs` ('-' or none: stdin), in order. An unreadable file, a line that is
-/// not JSON or one longer than `max_line` bytes ends the stream with an error naming its place.
+/// Opens each of `inputs` ('-' or none: stdin) now, so that a missing or unreadable input is
+/// found before anything is sent or any output is touched.
+pub fn open(inputs: &[PathBuf]) -> anyhow::Result<Vec<Source>> {
+    if inputs.is_empty() {
+        if io::stdin().is_terminal() {
+            crate::app::say("reading JSON lines from the terminal; end with Ctrl-D");
+        }
+        return Ok(vec![stdin()?]);
+    }
+    inputs
+        .iter()
+        .map(|path| {
+            if path.as_os_str() == "-" {
+                return stdin();
+            }
+            let name = path.display();
+            let file = File::open(path).map_err(|e| anyhow!("cannot open {name}: {e}"))?;
+            let meta = file
+                .metadata()
+                .map_err(|e| anyhow!("cannot open {name}: {e}"))?;
+            if meta.is_dir() {
+                return Err(anyhow!(
+                    "{name} is a directory; give the files in it instead (e.g. {name}/*.jsonl)"
+                ));
+            }
+            Ok(Source {
+                name: Arc::from(name.to_string()),
+                may_wait: !meta.is_file(),
+                file,
+            })
+        })
+        .collect()
+}
+
+/// Standard input, read through a descriptor of its own: no buffer but ours holds its bytes.
+fn stdin() -> anyhow::Result<Source> {
+    let file = io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(File::from)
+        .map_err(|e| anyhow!("cannot read standard input: {e}"))?;
+    let may_wait = !file.metadata().is_ok_and(|m| m.is_file());
+    Ok(Source {
+        name: Arc::from("<stdin>"),
+        file,
+        may_wait,
+    })
+}
+
+/// The records of `sources`, in order. An input that cannot be read ends the stream with an
+/// error naming its place. Once `stop` is cancelled no more bytes are read, and the stream ends
+/// once what was read is handed over.
 pub fn records(
-    inputs: Vec<PathBuf>,
+    sources: Vec<Source>,
     max_line: usize,
-    stops: Stops,
+    stop: CancellationToken,
 ) -> impl Stream<Item = anyhow::Result<Record>> {
     let (tx, rx) = mpsc::channel::<Chunk>(CHUNKS_QUEUED);
     let spawned = std::thread::Builder::new()
         .name("abatch-input".into())
-        .spawn(move || read_all(inputs, max_line, &tx));
+        .spawn(move || read_all(sources, max_line, &stop, &tx));
     let failed_to_start = spawned
         .err()
         .map(|e| vec![Err(anyhow!("cannot start the input reader: {e}"))]);
-    let Stops { finish, abandon } = stops;
-    let chunks = stream::unfold((rx, finish), |(mut rx, finish)| async move {
-        // The signal first: a reader that keeps the channel full must not keep reading.
-        let chunk = tokio::select! {
-            biased;
-            () = finish.cancelled(), if !rx.is_closed() => {
-                // The reader stops at its next hand-over; what it handed over still comes.
-                rx.close();
-                rx.recv().await
-            }
-            chunk = rx.recv() => chunk,
-        };
-        chunk.map(|chunk| (chunk, (rx, finish)))
+    let chunks = stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
     });
     stream::iter(failed_to_start)
         .chain(chunks)
         .flat_map(stream::iter)
-        .take_until(abandon.cancelled_owned())
 }
 
-/// Reads every input until the end, an error, or the pipe going away.
-fn read_all(inputs: Vec<PathBuf>, max_line: usize, tx: &mpsc::Sender<Chunk>) {
-    let stdin = [PathBuf::from("-")];
-    let inputs = if inputs.is_empty() {
-        &stdin[..]
-    } else {
-        &inputs[..]
-    };
+/// Reads every input until the end, an error, the order to stop, or the pipe going away.
+fn read_all(
+    sources: Vec<Source>,
+    max_line: usize,
+    stop: &CancellationToken,
+    tx: &mpsc::Sender<Chunk>,
+) {
     let mut send = |chunk| tx.blocking_send(chunk).is_ok();
     let mut pending = Pending::new(&mut send);
-    for path in inputs {
-        match read_one(path, max_line, &mut pending) {
-            Ok(true) => {}
-            Ok(false) => return,
+    for source in sources {
+        match read_one(source, max_line, stop, &mut pending) {
+            Ok(Ended::Input) => {}
+            Ok(Ended::Stopped) => break,
+            Ok(Ended::Gone) => return,
             Err(e) => {
                 pending.push(Err(e), 0);
                 break;
@@ -148,22 +201,83 @@ impl<'a> Pending<'a> {
     }
 }
 
-/// Reads one input, handing records over whenever the next read could block.
-/// Returns false when nobody listens any more.
-fn read_one(path: &Path, max_line: usize, pending: &mut Pending) -> anyhow::Result<bool> {
-    let (name, source): (Arc<str>, Box<dyn Read>) = if path.as_os_str() == "-" {
-        (Arc::from("<stdin>"), Box::new(io::stdin()))
-    } else {
-        let file = File::open(path).map_err(|e| anyhow!("cannot open {}: {e}", path.display()))?;
-        (Arc::from(path.display().to_string()), Box::new(file))
+/// Why reading one input ended without an error.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// Its end was reached.
+    Input,
+    /// The run is stopping: read no further input.
+    Stopped,
+    /// Nobody listens any more.
+    Gone,
+}
+
+/// A source whose reads give up, without taking any byte, once the run is stopping; a read
+/// that may wait for data waits in short steps, to notice it.
+struct Stoppable<'a> {
+    source: Source,
+    stop: &'a CancellationToken,
+}
+
+/// The error a [`Stoppable`] read gives once the run is stopping.
+#[derive(Debug)]
+struct Stopping;
+
+impl fmt::Display for Stopping {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the run is stopping")
+    }
+}
+
+impl std::error::Error for Stopping {}
+
+impl Read for Stoppable<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.stop.is_cancelled() {
+                return Err(io::Error::other(Stopping));
+            }
+            if !self.source.may_wait || readable(&self.source.file, STOP_CHECK) {
+                return self.source.file.read(buf);
+            }
+        }
+    }
+}
+
+/// Whether `file` has data (or its end) to read within `wait`.
+fn readable(file: &File, wait: Duration) -> bool {
+    let mut fds = libc::pollfd {
+        fd: file.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
     };
-    let mut reader = BufReader::with_capacity(READ_BUFFER, source);
+    let millis = libc::c_int::try_from(wait.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd, for a descriptor `file` keeps open during the call.
+    let ready = unsafe { libc::poll(&mut fds, 1, millis) };
+    // An error (EINTR) counts as not yet: the caller looks again.
+    ready > 0
+}
+
+fn is_stopping(error: &io::Error) -> bool {
+    error.get_ref().is_some_and(|e| e.is::<Stopping>())
+}
+
+/// Reads one input, handing records over whenever the next read could block.
+fn read_one(
+    source: Source,
+    max_line: usize,
+    stop: &CancellationToken,
+    pending: &mut Pending,
+) -> anyhow::Result<Ended> {
+    let name = source.name.clone();
+    let mut reader = BufReader::with_capacity(READ_BUFFER, Stoppable { source, stop });
     let mut line = Vec::new();
     let mut number = 0u64;
+    let mut first_value = true;
     loop {
         let next_read_may_block = memchr::memchr(b'\n', reader.buffer()).is_none();
         if (pending.is_full() || next_read_may_block) && !pending.hand_over() {
-            return Ok(false);
+            return Ok(Ended::Gone);
         }
         line.clear();
         number += 1;
@@ -172,39 +286,112 @@ fn read_one(path: &Path, max_line: usize, pending: &mut Pending) -> anyhow::Resu
             line: number,
         };
         // Room for the line ending ("\r\n") tells a line that is too long from one that fits.
-        let read = (&mut reader)
+        let read = match (&mut reader)
             .take(max_line as u64 + 2)
             .read_until(b'\n', &mut line)
-            .map_err(|e| anyhow!("{at}: cannot read: {e}"))?;
-        if read == 0 {
-            return Ok(true);
-        }
-        let content = line.strip_suffix(b"\n").unwrap_or(&line);
-        let content = content.strip_suffix(b"\r").unwrap_or(content);
-        if content.len() > max_line {
-            return Err(anyhow!(
-                "{at}: the line is longer than --max-line-bytes ({})",
-                bytesize::ByteSize(max_line as u64)
-            ));
-        }
-        if line
-            .iter()
-            .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
         {
+            Ok(read) => read,
+            Err(e) if is_stopping(&e) => {
+                // The start of a line whose end was never read: bytes taken, so kept.
+                if !is_blank(&line) {
+                    let problem = "the run stopped before the rest of this line was read";
+                    pending.push(Ok(invalid(&line, at, problem.into())), line.len());
+                }
+                return Ok(Ended::Stopped);
+            }
+            Err(e) => return Err(anyhow!("{at}: cannot read: {e}")),
+        };
+        if read == 0 {
+            return Ok(Ended::Input);
+        }
+        let mut content = line.strip_suffix(b"\n").unwrap_or(&line);
+        content = content.strip_suffix(b"\r").unwrap_or(content);
+        if number == 1 {
+            content = content.strip_prefix(BOM).unwrap_or(content);
+        }
+        if content.len() > max_line {
+            let kept = &content[..max_line];
+            // Its dead letter keeps the first --max-line-bytes: memory stays bounded.
+            let problem = format!(
+                "the line is longer than --max-line-bytes ({})",
+                bytesize::ByteSize(max_line as u64)
+            );
+            let skipped = skip_line(&mut reader);
+            pending.push(Ok(invalid(kept, at.clone(), problem)), read);
+            match skipped {
+                Ok(()) => continue,
+                Err(e) if is_stopping(&e) => return Ok(Ended::Stopped),
+                Err(e) => return Err(anyhow!("{at}: cannot read: {e}")),
+            }
+        }
+        if is_blank(content) {
             continue;
         }
-        let json = parse(&line).map_err(|e| anyhow!("{at}: {e}"))?;
-        pending.push(Ok(Record { json, at }), read);
+        let record = match parse(content, first_value) {
+            Ok(json) => Record {
+                json,
+                at,
+                invalid: None,
+            },
+            Err(problem) => invalid(content, at, problem),
+        };
+        first_value = false;
+        pending.push(Ok(record), read);
     }
 }
 
-/// Checks that `line` holds exactly one JSON value and keeps its text as it is.
-fn parse(line: &[u8]) -> Result<Box<RawValue>, String> {
+fn is_blank(line: &[u8]) -> bool {
+    line.iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
+/// Reads and drops the rest of a line that is too long to keep.
+fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
+    loop {
+        let buffer = reader.fill_buf()?;
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        match memchr::memchr(b'\n', buffer) {
+            Some(end) => {
+                reader.consume(end + 1);
+                return Ok(());
+            }
+            None => {
+                let len = buffer.len();
+                reader.consume(len);
+            }
+        }
+    }
+}
+
+/// An invalid record: the raw text of its line (invalid UTF-8 shown as U+FFFD), and why.
+fn invalid(raw: &[u8], at: Location, problem: String) -> Record {
+    let text = String::from_utf8_lossy(raw);
+    let json = serde_json::value::to_raw_value(&text).unwrap_or_else(|_| RawValue::NULL.to_owned());
+    Record {
+        json,
+        at,
+        invalid: Some(problem.into()),
+    }
+}
+
+/// Checks that `line` holds exactly one JSON value and keeps its text as it is. `first` says
+/// whether it is the first value of its input, where a value cut short most likely means a
+/// pretty-printed file.
+fn parse(line: &[u8], first: bool) -> Result<Box<RawValue>, String> {
     serde_json::from_slice(line).map_err(|e| {
         let text = e.to_string();
         // serde_json counts lines within the line; the column is what helps here.
         let cause = text.split(" at line ").next().unwrap_or(&text);
-        format!("invalid JSON at column {}: {cause}", e.column())
+        let mut problem = format!("invalid JSON at column {}: {cause}", e.column().max(1));
+        if first && e.is_eof() {
+            problem.push_str(
+                "; abatch reads one JSON value per line: convert a JSON array file with \
+                 `jq -c '.[]' FILE`, pretty-printed values with `jq -c . FILE`",
+            );
+        }
+        problem
     })
 }
 
@@ -212,17 +399,20 @@ fn parse(line: &[u8]) -> Result<Box<RawValue>, String> {
 mod tests {
     use super::*;
 
-    fn read_text(text: &str) -> Vec<Result<(u64, String), String>> {
+    /// What reading `bytes` as a file gives: (line, text) for each record, and "file:line:
+    /// problem" for an invalid one or an error.
+    fn read_bytes(bytes: &[u8], max_line: usize) -> Vec<Result<(u64, String), String>> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.jsonl");
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, bytes).unwrap();
         let mut chunks = Vec::new();
         let mut send = |chunk| {
             chunks.push(chunk);
             true
         };
         let mut pending = Pending::new(&mut send);
-        let result = read_one(&path, 1 << 20, &mut pending);
+        let source = open(&[path]).unwrap().pop().unwrap();
+        let result = read_one(source, max_line, &CancellationToken::new(), &mut pending);
         if let Err(e) = result {
             pending.push(Err(e), 0);
         }
@@ -230,11 +420,22 @@ mod tests {
         chunks
             .into_iter()
             .flatten()
-            .map(|r| {
-                r.map(|rec| (rec.at.line, rec.json.get().to_owned()))
-                    .map_err(|e| e.to_string())
+            .map(|r| match r {
+                Ok(rec) => match rec.invalid {
+                    None => Ok((rec.at.line, rec.json.get().to_owned())),
+                    Some(problem) => Err(format!(
+                        "in.jsonl:{}: {problem} [{}]",
+                        rec.at.line,
+                        rec.json.get()
+                    )),
+                },
+                Err(e) => Err(e.to_string()),
             })
             .collect()
+    }
+
+    fn read_text(text: &str) -> Vec<Result<(u64, String), String>> {
+        read_bytes(text.as_bytes(), 1 << 20)
     }
 
     #[test]
@@ -251,6 +452,12 @@ mod tests {
     }
 
     #[test]
+    fn skips_a_byte_order_mark_at_the_start() {
+        let got = read_text("\u{feff}{\"a\": 1}\r\n2\r\n");
+        assert_eq!(got, vec![Ok((1, "{\"a\": 1}".into())), Ok((2, "2".into()))]);
+    }
+
+    #[test]
     fn keeps_record_text_untouched() {
         let got = read_text(
             "  {\"n\":1.0e+300, \"z\" : -0.0,\"big\":123456789012345678901234567890,\"u\":\"\\u00e9\"}  \n",
@@ -262,14 +469,31 @@ mod tests {
     }
 
     #[test]
-    fn invalid_line_names_file_line_and_column() {
+    fn an_invalid_line_is_a_record_of_its_own_naming_line_and_column() {
         let got = read_text("1\n\n{\"a\": }\n2\n");
-        assert_eq!(got.len(), 2);
-        let err = got[1].clone().unwrap_err();
-        assert!(
-            err.ends_with("in.jsonl:3: invalid JSON at column 7: expected value"),
-            "{err}"
+        assert_eq!(
+            got,
+            vec![
+                Ok((1, "1".into())),
+                Err(
+                    "in.jsonl:3: invalid JSON at column 7: expected value [\"{\\\"a\\\": }\"]"
+                        .into()
+                ),
+                Ok((4, "2".into()))
+            ]
         );
+    }
+
+    #[test]
+    fn a_value_cut_short_on_the_first_line_suggests_converting_the_file() {
+        let got = read_text("[\n  1,\n  2\n]\n");
+        let first = got[0].clone().unwrap_err();
+        assert!(
+            first.contains(":1: invalid JSON at column 1: EOF while parsing a list; abatch reads one JSON value per line: convert a JSON array file with `jq -c '.[]' FILE`"),
+            "{first}"
+        );
+        let later = read_text("1\n[1,\n")[1].clone().unwrap_err();
+        assert!(!later.contains("jq"), "{later}");
     }
 
     #[test]
@@ -284,46 +508,60 @@ mod tests {
     }
 
     #[test]
-    fn a_line_longer_than_the_limit_is_an_error_naming_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("long.jsonl");
+    fn a_line_longer_than_the_limit_keeps_its_start_and_reading_goes_on() {
         let fits = format!("\"{}\"", "x".repeat(8));
-        let long = format!("\"{}\"", "x".repeat(9));
-        std::fs::write(&path, format!("{fits}\r\n{fits}\n{long}\n")).unwrap();
+        let long = format!("\"{}\"", "y".repeat(30));
+        let got = read_bytes(format!("{fits}\r\n{fits}\n{long}\n3\n").as_bytes(), 10);
+        assert_eq!(got[0], Ok((1, fits.clone())));
+        assert_eq!(got[1], Ok((2, fits)));
+        assert_eq!(
+            got[2],
+            Err(
+                "in.jsonl:3: the line is longer than --max-line-bytes (10 B) [\"\\\"yyyyyyyyy\"]"
+                    .into()
+            )
+        );
+        assert_eq!(got[3], Ok((4, "3".into())));
+    }
+
+    #[test]
+    fn invalid_utf8_is_an_invalid_record_not_a_panic() {
+        let got = read_bytes(b"\"ok\"\n\"\xff\"\n", 1 << 20);
+        let err = got[1].clone().unwrap_err();
+        assert!(err.contains("in.jsonl:2: invalid JSON"), "{err}");
+        assert!(err.ends_with("[\"\\\"\u{fffd}\\\"\"]"), "{err}");
+    }
+
+    #[test]
+    fn a_stopped_reader_takes_nothing_more_and_hands_over_what_it_took() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        std::fs::write(&path, "1\n2\n").unwrap();
+        let stop = CancellationToken::new();
+        stop.cancel();
         let mut chunks = Vec::new();
         let mut send = |chunk| {
             chunks.push(chunk);
             true
         };
-        let err = read_one(&path, 10, &mut Pending::new(&mut send)).unwrap_err();
-        assert!(
-            err.to_string()
-                .ends_with("long.jsonl:3: the line is longer than --max-line-bytes (10 B)"),
-            "{err}"
-        );
+        let source = open(&[path]).unwrap().pop().unwrap();
+        let ended = read_one(source, 100, &stop, &mut Pending::new(&mut send)).unwrap();
+        assert_eq!(ended, Ended::Stopped);
+        assert!(chunks.is_empty());
     }
 
     #[test]
-    fn invalid_utf8_is_an_error_not_a_panic() {
+    fn a_missing_file_or_a_directory_is_named() {
+        let missing = PathBuf::from("/no/such/file.jsonl");
+        let err = open(&[missing]).err().unwrap().to_string();
+        assert!(
+            err.starts_with("cannot open /no/such/file.jsonl: "),
+            "{err}"
+        );
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("bad.jsonl");
-        std::fs::write(&path, b"\"ok\"\n\"\xff\"\n").unwrap();
-        let mut send = |_| true;
-        let err = read_one(&path, 1 << 20, &mut Pending::new(&mut send)).unwrap_err();
+        let err = open(&[dir.path().to_owned()]).err().unwrap().to_string();
         assert!(
-            err.to_string().contains("bad.jsonl:2: invalid JSON"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn missing_file_names_the_path() {
-        let mut send = |_| true;
-        let missing = Path::new("/no/such/file.jsonl");
-        let err = read_one(missing, 1 << 20, &mut Pending::new(&mut send)).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("cannot open /no/such/file.jsonl: "),
+            err.contains(" is a directory; give the files in it"),
             "{err}"
         );
     }

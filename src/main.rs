@@ -6,6 +6,7 @@ mod cli;
 mod client;
 mod exchange;
 mod exit;
+mod files;
 mod generate;
 mod input;
 mod json;

@@ -106,6 +106,11 @@ impl Progress {
         }
     }
 
+    /// Takes the display off the screen, for good: the run is ending.
+    pub fn hide(&self) {
+        self.bar.finish_and_clear();
+    }
+
     /// Takes the display off the screen for good.
     pub fn finish(self) {
         self.bar.finish_and_clear();

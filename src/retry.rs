@@ -1,5 +1,6 @@
 //! The retry policy, as data and pure functions: which failures may pass on another attempt,
-//! how long to wait before it, and which rejected batches are worth splitting.
+//! how long to wait before it (never longer than --retry-max-wait), and which rejected batches
+//! are worth splitting.
 
 use std::time::Duration;
 
@@ -18,26 +19,46 @@ pub struct Policy {
     pub backoff: Duration,
     /// Split a batch rejected with a 4xx to find the records at fault.
     pub split: bool,
+    /// The longest one wait may be; a server asking for more is not waited for.
+    pub max_wait: Duration,
+}
+
+/// Why the policy gives up on a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GiveUp {
+    /// Another attempt would fail the same way, or the attempts are used up.
+    Done,
+    /// The server asked to wait longer than --retry-max-wait.
+    WaitTooLong,
 }
 
 impl Policy {
     /// How long to wait before trying again after `failure` ended attempt number `attempt`
-    /// (the first is 1), or None to give up. `jitter`, in [0, 1), picks the wait within the
-    /// exponential step ("full jitter"); a Retry-After from the server is a floor.
-    pub fn retry(&self, failure: &Failure, attempt: u32, jitter: f64) -> Option<Duration> {
+    /// (the first is 1), or why not to. `jitter`, in [0, 1), picks the wait within the
+    /// exponential step ("full jitter"); a Retry-After from the server is a floor, and one
+    /// longer than `max_wait` gives up rather than wait.
+    pub fn retry(&self, failure: &Failure, attempt: u32, jitter: f64) -> Result<Duration, GiveUp> {
         if attempt > self.retries || !retryable(failure) {
-            return None;
+            return Err(GiveUp::Done);
         }
         let doubling = 2u32.saturating_pow(attempt.saturating_sub(1));
-        let step = self.backoff.saturating_mul(doubling).min(MAX_BACKOFF);
+        let step = self
+            .backoff
+            .saturating_mul(doubling)
+            .min(MAX_BACKOFF)
+            .min(self.max_wait);
         let wait = step.mul_f64(jitter.clamp(0.0, 1.0));
-        Some(match failure {
+        match failure {
             Failure::Status {
                 retry_after: Some(asked),
                 ..
-            } => wait.max(*asked),
-            _ => wait,
-        })
+            } if asked.wait > self.max_wait => Err(GiveUp::WaitTooLong),
+            Failure::Status {
+                retry_after: Some(asked),
+                ..
+            } => Ok(wait.max(asked.wait)),
+            _ => Ok(wait),
+        }
     }
 
     /// Whether a batch of more than one record that failed this way should be sent again as
@@ -61,13 +82,18 @@ pub fn retryable(failure: &Failure) -> bool {
         Failure::Status { status, .. } => {
             matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
         }
-        Failure::Response { .. } | Failure::Certificate { .. } | Failure::Record(_) => false,
+        Failure::Response { .. }
+        | Failure::Certificate { .. }
+        | Failure::Record(_)
+        | Failure::Line(_)
+        | Failure::WaitTooLong { .. } => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::RetryAfter;
 
     fn invalid() -> Failure {
         Failure::Response {
@@ -80,7 +106,10 @@ mod tests {
         Failure::Status {
             status: StatusCode::from_u16(code).unwrap(),
             body: String::new(),
-            retry_after: retry_after.map(Duration::from_secs),
+            retry_after: retry_after.map(|s| RetryAfter {
+                wait: Duration::from_secs(s),
+                header: s.to_string(),
+            }),
         }
     }
 
@@ -88,6 +117,7 @@ mod tests {
         retries: 3,
         backoff: Duration::from_millis(200),
         split: false,
+        max_wait: Duration::from_secs(300),
     };
 
     #[test]
@@ -114,10 +144,10 @@ mod tests {
         assert!(top(1) <= Duration::from_millis(200) && top(1) > Duration::from_millis(199));
         assert!(top(2) > Duration::from_millis(399) && top(2) <= Duration::from_millis(400));
         assert!(top(3) > Duration::from_millis(799) && top(3) <= Duration::from_millis(800));
-        assert_eq!(POLICY.retry(&failure, 1, 0.0), Some(Duration::ZERO));
+        assert_eq!(POLICY.retry(&failure, 1, 0.0), Ok(Duration::ZERO));
         assert_eq!(
             POLICY.retry(&failure, 4, 0.5),
-            None,
+            Err(GiveUp::Done),
             "three retries, then give up"
         );
         let many = Policy {
@@ -125,18 +155,40 @@ mod tests {
             ..POLICY
         };
         assert!(many.retry(&failure, 60, 0.999_999).unwrap() <= MAX_BACKOFF);
-        assert_eq!(POLICY.retry(&status(400, None), 1, 0.5), None);
+        assert_eq!(POLICY.retry(&status(400, None), 1, 0.5), Err(GiveUp::Done));
+        let short = Policy {
+            retries: 100,
+            max_wait: Duration::from_secs(2),
+            ..POLICY
+        };
+        assert!(short.retry(&failure, 60, 0.999_999).unwrap() <= Duration::from_secs(2));
     }
 
     #[test]
     fn retry_after_is_a_floor() {
         let asked = status(429, Some(5));
-        assert_eq!(POLICY.retry(&asked, 1, 0.5), Some(Duration::from_secs(5)));
+        assert_eq!(POLICY.retry(&asked, 1, 0.5), Ok(Duration::from_secs(5)));
         let no_retries = Policy {
             retries: 0,
             ..POLICY
         };
-        assert_eq!(no_retries.retry(&asked, 1, 0.5), None);
+        assert_eq!(no_retries.retry(&asked, 1, 0.5), Err(GiveUp::Done));
+    }
+
+    #[test]
+    fn a_retry_after_longer_than_the_longest_wait_is_not_waited_for() {
+        assert_eq!(
+            POLICY.retry(&status(429, Some(300)), 1, 0.5),
+            Ok(Duration::from_secs(300))
+        );
+        assert_eq!(
+            POLICY.retry(&status(429, Some(301)), 1, 0.5),
+            Err(GiveUp::WaitTooLong)
+        );
+        assert_eq!(
+            POLICY.retry(&status(503, Some(100_000)), 3, 0.5),
+            Err(GiveUp::WaitTooLong)
+        );
     }
 
     #[test]

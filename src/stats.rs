@@ -9,7 +9,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::batch::{Batch, Flush};
+use crate::batch::Flush;
 use crate::client::{Answer, Failure};
 use crate::summary::Tally;
 
@@ -22,8 +22,8 @@ pub struct Measures {
     smallest_batch: Cell<Option<usize>>,
     largest_batch: Cell<usize>,
     records_batched: Cell<u64>,
-    /// Batches sent by size, bytes, timeout, end of input.
-    flushes: [Cell<u64>; 4],
+    /// Batches sent by size, bytes, timeout, end of input, an invalid line.
+    flushes: [Cell<u64>; 5],
     requests_in_flight: Cell<u64>,
     most_requests_in_flight: Cell<u64>,
     /// The sum of all attempts' durations: divided by the run's, the mean concurrency.
@@ -52,14 +52,13 @@ impl Default for Measures {
 }
 
 impl Measures {
-    pub fn batch(&self, batch: &Batch) {
-        let size = batch.records.len();
+    pub fn batch(&self, size: usize, flush: Flush) {
         let smallest = self.smallest_batch.get().map_or(size, |s| s.min(size));
         self.smallest_batch.set(Some(smallest));
         self.largest_batch.set(self.largest_batch.get().max(size));
         self.records_batched
             .set(self.records_batched.get() + size as u64);
-        let flush = &self.flushes[batch.flush as usize];
+        let flush = &self.flushes[flush as usize];
         flush.set(flush.get() + 1);
     }
 
@@ -68,6 +67,18 @@ impl Measures {
         self.requests_in_flight.set(now);
         self.most_requests_in_flight
             .set(self.most_requests_in_flight.get().max(now));
+    }
+
+    /// Attempts sent and not yet answered.
+    pub fn requests_in_flight(&self) -> u64 {
+        self.requests_in_flight.get()
+    }
+
+    /// An attempt given up before its answer came.
+    pub fn attempt_given_up(&self, took: Duration) {
+        self.requests_in_flight
+            .set(self.requests_in_flight.get().saturating_sub(1));
+        self.busy.set(self.busy.get() + took);
     }
 
     pub fn attempt_finished(&self, took: Duration, sent: &Result<Answer, Failure>) {
@@ -142,6 +153,7 @@ struct FlushedBy {
     bytes: u64,
     timeout: u64,
     end_of_input: u64,
+    invalid_line: u64,
 }
 
 #[derive(Serialize)]
@@ -195,6 +207,7 @@ impl Report {
                     bytes: m.flushes[Flush::Bytes as usize].get(),
                     timeout: m.flushes[Flush::Timeout as usize].get(),
                     end_of_input: m.flushes[Flush::End as usize].get(),
+                    invalid_line: m.flushes[Flush::Invalid as usize].get(),
                 },
             },
             requests: Requests {

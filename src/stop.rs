@@ -1,14 +1,14 @@
 //! How a run stops before its input ends, and what each stage is told.
 //!
-//! - A batch that fails under `--on-error abort`: read no more, start no new batch; once the
-//!   failure is reported, give up on what is still in flight.
-//! - A first SIGINT or SIGTERM: read no more, but send what was already read (it cannot be
-//!   read again from a pipe) and finish everything in flight.
-//! - A second one: give up on what is in flight. A third exits at once, in case something
-//!   still blocks.
+//! - A batch that fails under `--on-error abort`, or a first SIGINT or SIGTERM: read no more
+//!   input, start no new attempt (no new batch, no retry, no split half), and end every wait
+//!   (backoff, Retry-After, --rate) at once. Attempts already in flight run to their end.
+//!   Every record read but not answered goes to the dead letters.
+//! - Once an abort is reported, or on a second signal: give up on the attempts in flight too.
+//!   A second signal also stops waiting for a reader of the output that does not read.
+//! - Further signals change nothing: the run is already ending as fast as it can.
 
 use std::cell::Cell;
-use std::io::Write;
 
 use tokio_util::sync::CancellationToken;
 
@@ -24,41 +24,40 @@ pub enum Unsent {
 }
 
 impl Unsent {
-    pub fn describe(self) -> &'static str {
-        match self {
-            Unsent::Aborted => "not sent: the run stopped at an earlier failure (--on-error abort)",
-            Unsent::Interrupted => "interrupted before it was answered",
+    /// Why records that were tried `attempts` times have no result.
+    pub fn describe(self, attempts: u32) -> &'static str {
+        match (self, attempts) {
+            (Unsent::Aborted, 0) => {
+                "not sent: the run stopped at an earlier failure (--on-error abort)"
+            }
+            (Unsent::Aborted, _) => {
+                "not answered: the run stopped at an earlier failure (--on-error abort)"
+            }
+            (Unsent::Interrupted, 0) => "not sent: the run was interrupted",
+            (Unsent::Interrupted, _) => "interrupted before it was answered",
         }
     }
 }
 
 #[derive(Default)]
 pub struct Stop {
-    /// Read no more input; what was read still goes through.
-    finish_reading: CancellationToken,
-    /// Read no more input and drop what was read but not yet batched.
-    abandon_reading: CancellationToken,
-    /// Start no new batch.
-    aborted: Cell<bool>,
-    /// Give up on batches in flight.
+    /// Read no more input, start no new attempt, end every wait.
+    stopping: CancellationToken,
+    /// Give up on attempts in flight.
     cancel: CancellationToken,
     /// The first signal received, if any.
     signal: Cell<Option<Exit>>,
 }
 
 impl Stop {
-    pub fn finish_reading(&self) -> &CancellationToken {
-        &self.finish_reading
-    }
-
-    pub fn abandon_reading(&self) -> &CancellationToken {
-        &self.abandon_reading
+    /// Cancelled once the run is stopping: the reader watches it.
+    pub fn stopping(&self) -> &CancellationToken {
+        &self.stopping
     }
 
     /// A batch failed under `--on-error abort`.
     pub fn abort(&self) {
-        self.aborted.set(true);
-        self.abandon_reading.cancel();
+        self.stopping.cancel();
     }
 
     /// Gives up on everything in flight.
@@ -66,18 +65,18 @@ impl Stop {
         self.cancel.cancel();
     }
 
-    /// Why no new batch may start, if one may not.
-    pub fn no_new_batches(&self) -> Option<Unsent> {
-        if self.cancel.is_cancelled() {
-            Some(self.why())
-        } else if self.aborted.get() {
-            Some(Unsent::Aborted)
-        } else {
-            None
-        }
+    /// Why no new attempt may start, if one may not.
+    pub fn no_new_attempts(&self) -> Option<Unsent> {
+        self.stopping.is_cancelled().then(|| self.why())
     }
 
-    /// Resolves when batches in flight must be given up, saying why.
+    /// Resolves when the run starts stopping, saying why: a wait for the next attempt ends.
+    pub async fn stopped(&self) -> Unsent {
+        self.stopping.cancelled().await;
+        self.why()
+    }
+
+    /// Resolves when attempts in flight must be given up, saying why.
     pub async fn in_flight_cancelled(&self) -> Unsent {
         self.cancel.cancelled().await;
         self.why()
@@ -96,8 +95,9 @@ impl Stop {
         self.signal.get()
     }
 
-    /// Acts on SIGINT and SIGTERM until the run ends; never resolves by itself.
-    pub async fn watch_signals(&self, in_flight: impl Fn() -> u64) {
+    /// Acts on SIGINT and SIGTERM until the run ends; never resolves by itself. `first` says
+    /// what the run now waits for; `second` is called on the second signal.
+    pub async fn watch_signals(&self, first: impl Fn() -> String, second: impl Fn()) {
         use tokio::signal::unix::{SignalKind, signal};
         let (Ok(mut interrupt), Ok(mut terminate)) = (
             signal(SignalKind::interrupt()),
@@ -113,25 +113,24 @@ impl Stop {
                 _ = terminate.recv() => Exit::Terminated,
             };
             received += 1;
-            let first = *self.signal.get().get_or_insert(exit);
-            self.signal.set(Some(first));
-            let note = match received {
+            if self.signal.get().is_none() {
+                self.signal.set(Some(exit));
+            }
+            match received {
                 1 => {
-                    self.finish_reading.cancel();
-                    format!(
-                        "stopping: reading no more input, finishing the {} batch(es) in flight \
-                         (signal again to stop at once)",
-                        in_flight()
-                    )
+                    self.stopping.cancel();
+                    crate::app::say(first());
                 }
                 2 => {
+                    self.stopping.cancel();
                     self.cancel.cancel();
-                    "stopping at once: records in flight go to the dead letters, unanswered"
-                        .to_string()
+                    second();
+                    crate::app::say(
+                        "stopping at once: records in flight go to the dead letters, unanswered",
+                    );
                 }
-                _ => std::process::exit(first as i32),
-            };
-            let _ = writeln!(std::io::stderr(), "abatch: {note}");
+                _ => {}
+            }
         }
     }
 }

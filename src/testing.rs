@@ -16,6 +16,7 @@ pub fn record(source: &str, line: u64, json: &str) -> Record {
             source: Arc::from(source),
             line,
         },
+        invalid: None,
     }
 }
 

@@ -182,3 +182,13 @@ pub fn records_read(summary: &str) -> usize {
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("not a summary line: {summary}"))
 }
+
+/// The ids of the records in dead letters, sorted.
+pub fn dead_ids(letters: &[serde_json::Value]) -> Vec<usize> {
+    let mut ids: Vec<usize> = letters
+        .iter()
+        .map(|l| l["record"]["id"].as_u64().unwrap() as usize)
+        .collect();
+    ids.sort_unstable();
+    ids
+}

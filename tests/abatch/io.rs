@@ -45,30 +45,6 @@ fn output_file_receives_the_results() {
 }
 
 #[test]
-fn a_missing_file_is_named_and_earlier_files_are_still_answered() {
-    let server = quick_server();
-    let dir = tempfile::tempdir().unwrap();
-    let a = dir.path().join("a.jsonl");
-    std::fs::write(&a, records(0..3)).unwrap();
-    let missing = dir.path().join("missing.jsonl");
-    let out = abatch_to(&server).arg(&a).arg(&missing).assert().code(1);
-    assert_eq!(echoed_ids(&out.get_output().stdout), vec![0, 1, 2]);
-    let stderr = Stderr::of(&out.get_output().stderr);
-    assert_eq!(
-        stderr.message(),
-        format!(
-            "abatch: cannot open {}: No such file or directory (os error 2)",
-            missing.display()
-        )
-    );
-    assert!(
-        stderr
-            .summary
-            .starts_with("abatch: 3 records read: 3 written, 0 failed;")
-    );
-}
-
-#[test]
 fn an_unwritable_output_fails_before_anything_is_sent() {
     let server = quick_server();
     let out = abatch_to(&server)

@@ -7,6 +7,7 @@ mod concurrency;
 mod display;
 mod docs;
 mod failures;
+mod files;
 mod hostile;
 mod io;
 mod reliability;

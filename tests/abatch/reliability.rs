@@ -31,15 +31,6 @@ fn dead_letters(path: &std::path::Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn dead_ids(letters: &[serde_json::Value]) -> Vec<usize> {
-    let mut ids: Vec<usize> = letters
-        .iter()
-        .map(|l| l["record"]["id"].as_u64().unwrap() as usize)
-        .collect();
-    ids.sort_unstable();
-    ids
-}
-
 #[test]
 fn the_first_failures_are_retried_until_one_passes() {
     let server = server(Behavior {
@@ -345,6 +336,7 @@ fn an_abort_leaves_every_unanswered_record_in_the_dead_letters() {
         let mut input = records(0..300);
         input.push_str(&poison(300, 500));
         input.push_str(&records(301..2000));
+        let before = server.requests().len();
         let mut cmd = abatch_to(&server);
         cmd.args(["-b", "7", "-c", "4", "--retries", "0"]);
         if ordered {
@@ -363,7 +355,10 @@ fn an_abort_leaves_every_unanswered_record_in_the_dead_letters() {
         all.extend(dead_ids(&stderr.dead));
         all.sort_unstable();
         assert_eq!(all, (0..read).collect::<Vec<_>>(), "each record once");
-        assert!(read < 2000, "reading stopped");
+        // Every byte taken from stdin counts, the records read ahead included.
+        assert_eq!(read, 2000);
+        let sent: usize = server.requests()[before..].iter().map(|r| r.records).sum();
+        assert!(sent < 400, "nothing new was sent after the failure: {sent}");
         if ordered {
             assert_eq!(written, (0..294).collect::<Vec<_>>());
         }

@@ -1,5 +1,6 @@
-//! SIGINT and SIGTERM: a first signal finishes what was read, a second gives up at once, and
-//! --resume continues an interrupted run to the output an uninterrupted one gives.
+//! SIGINT and SIGTERM: a first signal starts nothing new and ends every wait, a second gives up
+//! at once, every record read ends as a line or a dead letter, and --resume continues an
+//! interrupted run to the output an uninterrupted one gives.
 
 use std::io::Write;
 use std::process::{Child, Stdio};
@@ -37,9 +38,9 @@ fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str) -> Vec<String> {
 }
 
 #[test]
-fn a_first_sigint_sends_what_was_read_finishes_in_flight_batches_and_exits_130() {
+fn a_first_sigint_starts_nothing_new_and_keeps_every_record_read_as_a_dead_letter() {
     let server = server(Behavior {
-        latency: Some(Duration::from_millis(150)),
+        latency: Some(Duration::from_millis(300)),
         ..Behavior::default()
     });
     // One slot: while the first batch is out, the other records wait, read (in several
@@ -59,49 +60,114 @@ fn a_first_sigint_sends_what_was_read_finishes_in_flight_batches_and_exits_130()
     let written: Vec<String> = output.iter().collect();
     assert_eq!(
         echoed_ids(written.join("\n").as_bytes()),
-        (0..2600).collect::<Vec<_>>()
+        (0..500).collect::<Vec<_>>(),
+        "the batch in flight was answered and written"
     );
+    assert_eq!(sizes(&server), [500], "nothing new was sent");
+    let stderr = Stderr::of(errors.iter().collect::<Vec<_>>().join("\n").as_bytes());
     assert_eq!(
-        sizes(&server),
-        [500, 500, 500, 500, 500, 100],
-        "every record read was sent, the partial batch too"
+        stderr.messages[0],
+        "abatch: stopping: no new requests, and every record not yet answered goes to the dead \
+         letters; waiting for the 1 request in flight, at most 30s (signal again to stop at once)"
     );
-    let stderr: Vec<String> = errors.iter().collect();
-    assert!(
-        stderr[0].contains("stopping: reading no more input"),
-        "{stderr:#?}"
-    );
+    let read = stderr.records_read();
+    assert_eq!(dead_ids(&stderr.dead), (500..read).collect::<Vec<_>>());
     assert!(
         stderr
-            .last()
-            .unwrap()
-            .starts_with("abatch: 2600 records read: 2600 written, 0 failed;"),
-        "{stderr:#?}"
+            .dead
+            .iter()
+            .all(|l| l["error"] == "not sent: the run was interrupted" && l["attempts"] == 0),
+        "{:?}",
+        stderr.dead[0]
+    );
+    assert!(
+        stderr.summary.starts_with(&format!(
+            "abatch: {read} records read: 500 written, 0 failed, {} unanswered",
+            read - 500
+        )),
+        "{}",
+        stderr.summary
     );
     drop(stdin);
 }
 
 #[test]
-fn a_first_sigint_stops_reading_a_file_and_answers_every_record_it_read() {
+fn a_first_sigint_ends_the_run_within_the_attempts_in_flight() {
     let server = server(Behavior {
-        latency: Some(Duration::from_millis(50)),
+        latency: Some(Duration::from_secs(1)),
         ..Behavior::default()
     });
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("big.jsonl");
-    std::fs::write(&input, records(0..200_000)).unwrap();
-    let mut child = spawn_to(&server, &["-b", "100", "-c", "1", &input.to_string_lossy()]);
-    server.wait_for_requests(2, PATIENCE);
-    let output = lines_of(child.stdout.take().unwrap());
-    let errors = stderr_lines(&mut child);
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, records(0..300)).unwrap();
+    let out = dir.path().join("out.jsonl");
+    let errors = dir.path().join("errors.jsonl");
+    let mut child = spawn_to(
+        &server,
+        &[
+            "-b",
+            "1",
+            "-c",
+            "2",
+            "--ordered",
+            "-o",
+            &out.to_string_lossy(),
+            "--errors",
+            &errors.to_string_lossy(),
+            &input.to_string_lossy(),
+        ],
+    );
+    let sent = server.wait_for_requests(2, PATIENCE);
     signal(&child, libc::SIGINT);
+    let signalled = std::time::Instant::now();
     assert_eq!(exit_of(&mut child).code(), Some(130));
-    let written = output.iter().count();
-    let summary = errors.iter().last().unwrap();
-    let read = records_read(&summary);
-    assert!(read < 200_000, "reading stopped: {summary}");
-    assert_eq!(written, read, "every record read was answered: {summary}");
-    assert_eq!(sizes(&server).iter().sum::<usize>(), read);
+    let took = signalled.elapsed();
+    let attempt_left = Duration::from_secs(1).saturating_sub(sent[0].arrived.elapsed() - took);
+    // The attempts in flight, plus 100 ms, plus room for a loaded machine.
+    assert!(
+        took < attempt_left + Duration::from_millis(600),
+        "took {took:?}, the attempts in flight needed {attempt_left:?}"
+    );
+    assert_eq!(server.requests().len(), 2, "nothing new was sent");
+    let written = std::fs::read(&out).unwrap();
+    assert_eq!(echoed_ids(&written), [0, 1]);
+    let letters = std::fs::read_to_string(&errors).unwrap();
+    assert_eq!(letters.lines().count(), 298);
+}
+
+#[test]
+fn a_first_sigterm_ends_a_long_retry_after_wait_at_once() {
+    let server = server(Behavior {
+        status: Some(503),
+        retry_after: Some("120".into()),
+        ..Behavior::default()
+    });
+    let mut child = spawn_to(&server, &["-b", "5", "-c", "2", "-v"]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(records(0..10).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let lines = stderr_lines(&mut child);
+    // Both batches are waiting out the 120 s the server asked for.
+    wait_for_line(&lines, "retrying in 120000 ms");
+    wait_for_line(&lines, "retrying in 120000 ms");
+    signal(&child, libc::SIGTERM);
+    let signalled = std::time::Instant::now();
+    assert_eq!(exit_of(&mut child).code(), Some(143));
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_millis(600), "took {took:?}");
+    assert_eq!(server.requests().len(), 2, "no retry started");
+    let dead: Vec<serde_json::Value> = lines
+        .iter()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(&line).unwrap())
+        .collect();
+    assert_eq!(dead_ids(&dead), (0..10).collect::<Vec<_>>());
+    assert!(
+        dead.iter()
+            .all(|l| l["error"] == "interrupted before it was answered" && l["attempts"] == 1),
+        "{dead:?}"
+    );
+    drop(stdin);
 }
 
 #[test]
@@ -120,7 +186,7 @@ fn a_second_sigint_gives_up_at_once_and_keeps_the_records_as_dead_letters() {
     assert_eq!(server.wait_for_requests(2, PATIENCE).len(), 2);
     let lines = stderr_lines(&mut child);
     signal(&child, libc::SIGINT);
-    wait_for_line(&lines, "stopping: reading no more input");
+    wait_for_line(&lines, "stopping: no new requests");
     signal(&child, libc::SIGINT);
     let status = exit_of(&mut child);
     assert_eq!(status.code(), Some(130));
@@ -212,7 +278,7 @@ fn resuming_an_interrupted_run_gives_the_output_of_an_uninterrupted_one() {
     server.wait_for_requests(before + 12, PATIENCE);
     let lines = stderr_lines(&mut child);
     signal(&child, libc::SIGINT);
-    wait_for_line(&lines, "stopping: reading no more input");
+    wait_for_line(&lines, "stopping: no new requests");
     signal(&child, libc::SIGINT);
     assert_eq!(exit_of(&mut child).code(), Some(130));
     let partial = std::fs::read_to_string(&out).unwrap();
