@@ -440,22 +440,28 @@ impl Writer {
     }
 }
 
-/// Waits until `file` has room for PIPE_BUF bytes; false if told to give up first.
+/// Waits until `file` has room for PIPE_BUF bytes; false if told to give up first. Once told,
+/// it looks without waiting.
 fn wait_for_room(file: &File, give_up: &AtomicBool) -> bool {
     let mut fds = libc::pollfd {
         fd: file.as_raw_fd(),
         events: libc::POLLOUT,
         revents: 0,
     };
-    let millis = GIVE_UP_CHECK.as_millis() as libc::c_int;
     loop {
+        let giving_up = give_up.load(Ordering::Relaxed);
+        let millis = if giving_up {
+            0
+        } else {
+            GIVE_UP_CHECK.as_millis() as libc::c_int
+        };
         // SAFETY: one valid pollfd, for a descriptor `file` keeps open during the call.
         let ready = unsafe { libc::poll(&mut fds, 1, millis) };
         // Ready, or an error or hang-up that the write itself will report.
         if ready > 0 {
             return true;
         }
-        if give_up.load(Ordering::Relaxed) {
+        if giving_up {
             return false;
         }
     }

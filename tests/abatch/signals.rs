@@ -350,3 +350,207 @@ fn resume_needs_ordered_output_to_a_file_that_keeps_every_line() {
     }
     assert!(server.requests().is_empty());
 }
+
+#[test]
+fn a_second_signal_exits_promptly_even_when_nobody_reads_the_output() {
+    let server = quick_server();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, records(0..100_000)).unwrap();
+    let errors = dir.path().join("errors.jsonl");
+    let mut child = spawn_to(
+        &server,
+        &[
+            "-b",
+            "100",
+            "--errors",
+            &errors.to_string_lossy(),
+            &input.to_string_lossy(),
+        ],
+    );
+    // Nobody reads stdout: once the pipe is full, the writer waits, and so does the rest.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    let mut seen = 0;
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = server.requests().len();
+        if (now > 0 && now == seen) || std::time::Instant::now() > deadline {
+            break;
+        }
+        seen = now;
+    }
+    let lines = stderr_lines(&mut child);
+    signal(&child, libc::SIGINT);
+    wait_for_line(&lines, "stopping: no new requests");
+    signal(&child, libc::SIGINT);
+    let signalled = std::time::Instant::now();
+    assert_eq!(exit_of(&mut child).code(), Some(130));
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert!(stdout.ends_with('\n'), "whole lines only");
+    let written = echoed_ids(stdout.as_bytes());
+    let letters: Vec<serde_json::Value> = std::fs::read_to_string(&errors)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        letters.iter().any(|l| l["error"]
+            == "answered, but not written: the run was stopped while the output was not being read"),
+        "answers that could not be written are dead letters"
+    );
+    let summary: Vec<String> = lines.iter().collect();
+    let read = records_read(summary.last().unwrap());
+    // A line half read when reading stopped is kept raw.
+    let (raw, letters): (Vec<_>, Vec<_>) =
+        letters.into_iter().partition(|l| l.get("raw").is_some());
+    let mut all = written;
+    all.extend(dead_ids(&letters));
+    all.sort_unstable();
+    assert_eq!(all.len() + raw.len(), read);
+    assert_eq!(
+        all,
+        (0..all.len()).collect::<Vec<_>>(),
+        "each record read, once"
+    );
+}
+
+/// One run over 100,000 records given as a regular file on stdin, stopped by `signals`
+/// signals: every byte abatch took from stdin ends as exactly one output line or one dead
+/// letter.
+fn conservation_after(signals: usize) {
+    let server = server(Behavior {
+        latency: Some(Duration::from_millis(20)),
+        ..Behavior::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    let text = records(0..100_000);
+    std::fs::write(&input, &text).unwrap();
+    let errors = dir.path().join("errors.jsonl");
+    let mut stdin = std::fs::File::open(&input).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_abatch"))
+        .env_remove("ABATCH_URL")
+        .args(["--url", &server.url(), "-b", "50", "-c", "1", "--errors"])
+        .arg(&errors)
+        // The same open file: its offset, read below, is how far abatch read.
+        .stdin(stdin.try_clone().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let output = lines_of(child.stdout.take().unwrap());
+    let lines = stderr_lines(&mut child);
+    server.wait_for_requests(5, PATIENCE);
+    signal(&child, libc::SIGINT);
+    if signals > 1 {
+        wait_for_line(&lines, "stopping: no new requests");
+        for _ in 1..signals {
+            signal(&child, libc::SIGINT);
+        }
+    }
+    assert_eq!(exit_of(&mut child).code(), Some(130), "{signals} signals");
+    let taken = std::io::Seek::stream_position(&mut stdin).unwrap() as usize;
+    assert!(taken < text.len(), "reading stopped early");
+    let whole = text[..taken].matches('\n').count();
+    let partial = !text[..taken].ends_with('\n');
+
+    let written = echoed_ids(output.iter().collect::<Vec<_>>().join("\n").as_bytes());
+    let letters: Vec<serde_json::Value> = std::fs::read_to_string(&errors)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (raw, records): (Vec<_>, Vec<_>) =
+        letters.into_iter().partition(|l| l.get("raw").is_some());
+    let mut all = written;
+    all.extend(dead_ids(&records));
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..whole).collect::<Vec<_>>(),
+        "{signals} signals: each record once"
+    );
+    assert_eq!(raw.len(), usize::from(partial), "{raw:?}");
+    if partial {
+        let start = text[..taken].rfind('\n').unwrap() + 1;
+        assert_eq!(
+            raw[0]["raw"],
+            text[start..taken],
+            "the half-read line is kept"
+        );
+    }
+    let summary: Vec<String> = lines.iter().collect();
+    let summary = summary.last().unwrap();
+    assert_eq!(
+        records_read(summary),
+        whole + usize::from(partial),
+        "{summary}"
+    );
+}
+
+#[test]
+fn one_signal_keeps_every_byte_taken_from_stdin() {
+    conservation_after(1);
+}
+
+#[test]
+fn two_signals_keep_every_byte_taken_from_stdin() {
+    conservation_after(2);
+}
+
+#[test]
+fn three_signals_keep_every_byte_taken_from_stdin() {
+    conservation_after(3);
+}
+
+#[test]
+fn no_null_line_is_written_after_a_record_without_one_and_resume_completes_the_output() {
+    let server = quick_server();
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    // The first batch is slow; the third fails, which gives null lines.
+    let mut text = String::from("{\"id\":0,\"mock\":{\"delay_ms\":1500}}\n");
+    text.push_str(&records(1..25));
+    text.push_str("{\"id\":25,\"mock\":{\"status\":500}}\n");
+    text.push_str(&records(26..40));
+    std::fs::write(&input, &text).unwrap();
+    let run = |out: &std::path::Path, resume: bool| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_abatch"));
+        cmd.env_remove("ABATCH_URL")
+            .args(["--url", &server.url(), "-b", "10", "-c", "4", "--ordered"])
+            .args(["--on-error", "null", "--retries", "0", "-o"])
+            .arg(out)
+            .arg(&input)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if resume {
+            cmd.arg("--resume");
+        }
+        cmd.spawn().unwrap()
+    };
+    let whole = dir.path().join("whole.jsonl");
+    assert_eq!(exit_of(&mut run(&whole, false)).code(), Some(3));
+
+    let out = dir.path().join("out.jsonl");
+    let before = server.requests().len();
+    let mut child = run(&out, false);
+    server.wait_for_requests(before + 4, PATIENCE);
+    let lines = stderr_lines(&mut child);
+    signal(&child, libc::SIGINT);
+    wait_for_line(&lines, "stopping: no new requests");
+    signal(&child, libc::SIGINT);
+    assert_eq!(exit_of(&mut child).code(), Some(130));
+    let partial = std::fs::read_to_string(&out).unwrap_or_default();
+    assert_eq!(
+        partial, "",
+        "the first record has no line: nothing may follow it"
+    );
+
+    let mut child = run(&out, true);
+    assert_eq!(exit_of(&mut child).code(), Some(3));
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&whole).unwrap());
+}
