@@ -192,3 +192,38 @@ pub fn dead_ids(letters: &[serde_json::Value]) -> Vec<usize> {
     ids.sort_unstable();
     ids
 }
+
+/// Runs `cmd` with its stderr on a pseudo-terminal; returns its exit status and everything
+/// written there.
+pub fn stderr_on_a_terminal(mut cmd: std::process::Command) -> (std::process::ExitStatus, String) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut leader, mut follower) = (0, 0);
+    // SAFETY: openpty writes two new descriptors into the integers it is given.
+    let opened = unsafe {
+        libc::openpty(
+            &mut leader,
+            &mut follower,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "a pseudo-terminal can be opened");
+    // SAFETY: both descriptors were just opened and nothing else owns them.
+    let (leader, follower) =
+        unsafe { (OwnedFd::from_raw_fd(leader), OwnedFd::from_raw_fd(follower)) };
+    let mut child = cmd
+        .stderr(Stdio::from(follower))
+        .spawn()
+        .expect("abatch starts");
+    // The command holds the follower too: let it go, so the leader sees the end.
+    drop(cmd);
+    let reader = std::thread::spawn(move || {
+        let mut screen = Vec::new();
+        // Ends with EIO once the child, the last holder of the follower, exits.
+        let _ = std::io::Read::read_to_end(&mut std::fs::File::from(leader), &mut screen);
+        String::from_utf8_lossy(&screen).into_owned()
+    });
+    let status = exit_of(&mut child);
+    (status, reader.join().unwrap())
+}

@@ -228,3 +228,54 @@ fn a_long_error_body_is_quoted_short_on_one_line() {
     let dead = Stderr::of(&out.get_output().stderr).dead;
     assert!(dead[0]["error"].as_str().unwrap().len() < 400, "{dead:?}");
 }
+
+#[test]
+fn a_terminal_shows_a_few_dead_letters_and_a_log_gets_them_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.jsonl");
+    std::fs::write(&input, records(0..1000)).unwrap();
+    let args = [
+        "-u",
+        "http://127.0.0.1:1/x",
+        "-b",
+        "256",
+        "-c",
+        "16",
+        "--retries",
+        "0",
+    ];
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_abatch"));
+    cmd.args(args)
+        .arg("--no-progress")
+        .arg(&input)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null());
+    let (status, screen) = stderr_on_a_terminal(cmd);
+    assert_eq!(status.code(), Some(1));
+    let lines: Vec<&str> = screen.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let shown = lines.iter().filter(|l| l.starts_with('{')).count();
+    assert_eq!(shown, 5, "{screen}");
+    let n = lines.len();
+    assert_eq!(
+        lines[n - 3],
+        "abatch: 995 more records have no result (not shown here); --errors FILE keeps them all"
+    );
+    assert!(
+        lines[n - 2].contains("cannot connect to 127.0.0.1:1: Connection refused"),
+        "the cause stays the last line before the summary: {screen}"
+    );
+    assert!(
+        lines[n - 1]
+            .starts_with("abatch: 1000 records read: 0 written, 256 failed, 744 unanswered"),
+        "{screen}"
+    );
+
+    let out = abatch().args(args).arg(&input).assert().code(1);
+    let stderr = Stderr::of(&out.get_output().stderr);
+    assert_eq!(
+        stderr.dead.len(),
+        1000,
+        "in a pipe or a log, every dead letter"
+    );
+    assert!(stderr.message().contains("Connection refused"));
+}

@@ -250,3 +250,30 @@ fn no_file_written_may_be_one_read_or_another_written() {
     );
     assert!(!dir.path().join("new.jsonl").exists());
 }
+
+#[test]
+fn standard_output_may_not_be_an_input() {
+    let server = quick_server();
+    let dir = workspace(&records(0..3));
+    let input = dir.path().join("in.jsonl");
+    // As `abatch in.jsonl >> in.jsonl` would: abatch would read its own results.
+    let appended = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&input)
+        .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_abatch"))
+        .env_remove("ABATCH_URL")
+        .args(["-u", &server.url(), "in.jsonl"])
+        .current_dir(dir.path())
+        .stdout(appended)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("standard output is also an input (in.jsonl)"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&input).unwrap(), records(0..3));
+    assert!(server.requests().is_empty());
+}

@@ -198,3 +198,101 @@ fn headers_from_a_file_are_sent_and_never_shown() {
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+#[test]
+fn an_invalid_line_follows_the_error_policy_and_keeps_its_raw_text() {
+    let server = quick_server();
+    let input = format!("{}not json\n{}", records(0..3), records(4..7));
+    let raw_letter = |stderr: &Stderr| {
+        let raw: Vec<_> = stderr
+            .dead
+            .iter()
+            .filter(|l| l.get("raw").is_some())
+            .collect();
+        assert_eq!(raw.len(), 1, "{stderr:#?}");
+        assert_eq!(raw[0]["raw"], "not json");
+        assert_eq!(raw[0]["line"], 4);
+        assert_eq!(raw[0]["attempts"], 0);
+        assert!(
+            raw[0]["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("invalid JSON at column 2")
+        );
+    };
+
+    let out = abatch_to(&server)
+        .args(["--ordered", "-b", "2"])
+        .write_stdin(input.clone())
+        .assert()
+        .code(1);
+    assert_eq!(echoed_ids(&out.get_output().stdout), [0, 1, 2]);
+    let stderr = Stderr::of(&out.get_output().stderr);
+    raw_letter(&stderr);
+    assert!(
+        stderr
+            .message()
+            .starts_with("abatch: <stdin>:4: invalid JSON at column 2: "),
+        "{stderr:#?}"
+    );
+    assert_eq!(dead_ids(&stderr.dead[1..]), [4, 5, 6], "read, not sent");
+    assert_eq!(stderr.records_read(), 7);
+
+    let out = abatch_to(&server)
+        .args(["--ordered", "-b", "2", "--on-error", "skip"])
+        .write_stdin(input.clone())
+        .assert()
+        .code(3);
+    assert_eq!(echoed_ids(&out.get_output().stdout), [0, 1, 2, 4, 5, 6]);
+    raw_letter(&Stderr::of(&out.get_output().stderr));
+
+    let out = abatch_to(&server)
+        .args(["--ordered", "-b", "2", "--on-error", "null"])
+        .write_stdin(input)
+        .assert()
+        .code(3);
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 7, "line for line with the input");
+    assert_eq!(lines[3], "null");
+    let stderr = Stderr::of(&out.get_output().stderr);
+    raw_letter(&stderr);
+    assert!(
+        stderr
+            .summary
+            .contains("7 records read: 6 written, 1 failed"),
+        "{stderr:#?}"
+    );
+}
+
+#[test]
+fn windows_exports_read_as_they_are() {
+    let server = quick_server();
+    let out = abatch_to(&server)
+        .args(["--ordered", "-q"])
+        .write_stdin("\u{feff}{\"id\":0}\r\n{\"id\":1}\r\n\r\n{\"id\":2}\r\n")
+        .assert()
+        .success();
+    assert_eq!(echoed_ids(&out.get_output().stdout), [0, 1, 2]);
+    assert_eq!(
+        server.requests()[0].body,
+        &b"[{\"id\":0},{\"id\":1},{\"id\":2}]"[..]
+    );
+}
+
+#[test]
+fn a_pretty_printed_file_gets_a_way_to_convert_it() {
+    let server = quick_server();
+    let out = abatch_to(&server)
+        .write_stdin("[\n  {\"id\": 0},\n  {\"id\": 1}\n]\n")
+        .assert()
+        .code(1);
+    let stderr = Stderr::of(&out.get_output().stderr);
+    assert_eq!(
+        stderr.message(),
+        "abatch: <stdin>:1: invalid JSON at column 1: EOF while parsing a list; abatch reads one \
+         JSON value per line: convert a JSON array file with `jq -c '.[]' FILE`, pretty-printed \
+         values with `jq -c . FILE`"
+    );
+    assert!(server.requests().is_empty());
+}

@@ -444,3 +444,33 @@ fn property_every_record_once_whatever_the_settings() {
         }
     }
 }
+
+#[test]
+fn a_retry_after_longer_than_the_longest_wait_fails_at_once_quoting_it() {
+    for (asked, wait) in [
+        ("100000", "1day 3h 46m 40s"),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", ""),
+    ] {
+        let server = server(Behavior {
+            status: Some(503),
+            retry_after: Some(asked.into()),
+            ..Behavior::default()
+        });
+        let started = std::time::Instant::now();
+        let out = abatch_to(&server)
+            .write_stdin(records(0..3))
+            .assert()
+            .code(1);
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(server.requests().len(), 1);
+        let stderr = Stderr::of(&out.get_output().stderr);
+        let message = stderr.message();
+        assert!(
+            message.contains(&format!(
+                "(Retry-After: {asked}), longer than --retry-max-wait (5m)"
+            )) && message.contains(&format!("the server asked to wait {wait}")),
+            "{message}"
+        );
+        assert_eq!(stderr.dead[0]["status"], 503);
+    }
+}
