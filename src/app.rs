@@ -178,6 +178,10 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
         std::future::pending().await
     };
     let first_signal = || {
+        // Off the screen before the message, which it would otherwise be drawn after.
+        if let Some(progress) = &progress {
+            progress.hide();
+        }
         let in_flight = tally.measures.requests_in_flight();
         let waiting = match in_flight {
             0 => "nothing is in flight".to_string(),

@@ -193,9 +193,9 @@ pub fn dead_ids(letters: &[serde_json::Value]) -> Vec<usize> {
     ids
 }
 
-/// Runs `cmd` with its stderr on a pseudo-terminal; returns its exit status and everything
-/// written there.
-pub fn stderr_on_a_terminal(mut cmd: std::process::Command) -> (std::process::ExitStatus, String) {
+/// A new pseudo-terminal: its leader (what a terminal emulator holds) and its follower (what
+/// a program gets as its terminal).
+pub fn pty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
     use std::os::fd::{FromRawFd, OwnedFd};
     let (mut leader, mut follower) = (0, 0);
     // SAFETY: openpty writes two new descriptors into the integers it is given.
@@ -210,20 +210,39 @@ pub fn stderr_on_a_terminal(mut cmd: std::process::Command) -> (std::process::Ex
     };
     assert_eq!(opened, 0, "a pseudo-terminal can be opened");
     // SAFETY: both descriptors were just opened and nothing else owns them.
-    let (leader, follower) =
-        unsafe { (OwnedFd::from_raw_fd(leader), OwnedFd::from_raw_fd(follower)) };
+    unsafe { (OwnedFd::from_raw_fd(leader), OwnedFd::from_raw_fd(follower)) }
+}
+
+/// What a program writes on the terminal whose leader is `leader`, as it comes.
+pub fn screen_of(leader: std::os::fd::OwnedFd) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut file = std::fs::File::from(leader);
+        let mut buffer = [0u8; 4096];
+        // Ends with EIO once the last holder of the follower exits.
+        while let Ok(n @ 1..) = std::io::Read::read(&mut file, &mut buffer) {
+            if tx
+                .send(String::from_utf8_lossy(&buffer[..n]).into_owned())
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Runs `cmd` with its stderr on a pseudo-terminal; returns its exit status and everything
+/// written there.
+pub fn stderr_on_a_terminal(mut cmd: std::process::Command) -> (std::process::ExitStatus, String) {
+    let (leader, follower) = pty();
     let mut child = cmd
         .stderr(Stdio::from(follower))
         .spawn()
         .expect("abatch starts");
     // The command holds the follower too: let it go, so the leader sees the end.
     drop(cmd);
-    let reader = std::thread::spawn(move || {
-        let mut screen = Vec::new();
-        // Ends with EIO once the child, the last holder of the follower, exits.
-        let _ = std::io::Read::read_to_end(&mut std::fs::File::from(leader), &mut screen);
-        String::from_utf8_lossy(&screen).into_owned()
-    });
+    let screen = screen_of(leader);
     let status = exit_of(&mut child);
-    (status, reader.join().unwrap())
+    (status, screen.iter().collect())
 }

@@ -554,3 +554,87 @@ fn no_null_line_is_written_after_a_record_without_one_and_resume_completes_the_o
     assert_eq!(exit_of(&mut child).code(), Some(3));
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&whole).unwrap());
 }
+
+#[test]
+fn a_first_signal_ends_a_wait_for_the_request_rate_at_once() {
+    let server = quick_server();
+    let mut child = spawn_to(&server, &["-b", "1", "--rate", "1/m"]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(records(0..5).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    server.wait_for_requests(1, PATIENCE);
+    let lines = stderr_lines(&mut child);
+    signal(&child, libc::SIGINT);
+    let signalled = std::time::Instant::now();
+    assert_eq!(exit_of(&mut child).code(), Some(130));
+    assert!(signalled.elapsed() < Duration::from_millis(600));
+    assert_eq!(server.requests().len(), 1);
+    let dead: Vec<serde_json::Value> = lines
+        .iter()
+        .filter(|line| line.starts_with('{'))
+        .map(|line| serde_json::from_str(&line).unwrap())
+        .collect();
+    assert_eq!(dead_ids(&dead), [1, 2, 3, 4]);
+    assert!(dead.iter().all(|l| l["attempts"] == 0), "{dead:?}");
+    drop(stdin);
+}
+
+#[test]
+fn the_progress_display_leaves_the_screen_at_the_first_signal() {
+    let server = server(Behavior {
+        latency: Some(Duration::from_millis(500)),
+        ..Behavior::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, records(0..100)).unwrap();
+    let (leader, follower) = pty();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_abatch"))
+        .env_remove("ABATCH_URL")
+        .args(["--url", &server.url(), "-b", "1", "-c", "1"])
+        .arg(&input)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(follower)
+        .spawn()
+        .unwrap();
+    let screen = screen_of(leader);
+    let mut seen = String::new();
+    while !seen.contains(" in flight · ") {
+        seen.push_str(&screen.recv_timeout(PATIENCE).unwrap());
+    }
+    signal(&child, libc::SIGINT);
+    assert_eq!(exit_of(&mut child).code(), Some(130));
+    seen.extend(screen.iter());
+    let after = &seen[seen.find("stopping: no new requests").unwrap()..];
+    assert!(
+        !after.contains(" in flight · "),
+        "a frame was drawn after the signal: {after}"
+    );
+}
+
+#[test]
+fn a_terminal_as_input_is_pointed_out_once() {
+    let server = quick_server();
+    let (leader, follower) = pty();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_abatch"))
+        .env_remove("ABATCH_URL")
+        .args(["--url", &server.url(), "--ordered"])
+        .stdin(follower.try_clone().unwrap())
+        .stdout(Stdio::piped())
+        .stderr(follower)
+        .spawn()
+        .unwrap();
+    let mut keyboard = std::fs::File::from(leader.try_clone().unwrap());
+    let screen = screen_of(leader);
+    let mut seen = String::new();
+    while !seen.contains("reading JSON lines from the terminal; end with Ctrl-D") {
+        seen.push_str(&screen.recv_timeout(PATIENCE).unwrap());
+    }
+    // Typed, then Ctrl-D on an empty line: the end of input.
+    keyboard.write_all(b"{\"id\":7}\n\x04").unwrap();
+    assert_eq!(exit_of(&mut child).code(), Some(0));
+    let mut stdout = Vec::new();
+    std::io::Read::read_to_end(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
+    assert_eq!(echoed_ids(&stdout), [7]);
+}
