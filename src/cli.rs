@@ -416,18 +416,18 @@ pub const EXIT_STATUSES: [(&str, &str); 6] = [
     ),
     (
         "1",
-        "aborted: a batch failed under --on-error abort, an input line is invalid, or a file \
-         could not be read or written",
+        "aborted: a batch or an invalid input line failed under --on-error abort, an input is \
+         missing, or a file could not be read or written",
     ),
-    ("2", "usage error; nothing was read or sent"),
+    ("2", "usage error; nothing was read or sent, and no file touched"),
     (
         "3",
         "finished, but some records failed (--on-error skip or null)",
     ),
     (
         "130",
-        "interrupted by SIGINT; a first signal finishes the batches already read, a second \
-         stops at once",
+        "interrupted by SIGINT; a first signal starts nothing new and waits for the requests in \
+         flight, a second stops at once",
     ),
     ("143", "terminated by SIGTERM, as for SIGINT"),
 ];

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 pub enum Exit {
     /// Every record has a result, or the reader of the output went away.
     Success = 0,
-    /// The run stopped early: a batch failed under `--on-error abort`, an input line is not
-    /// JSON, or a file could not be read or written.
+    /// The run stopped early: a batch or an invalid input line failed under `--on-error
+    /// abort`, an input is missing, or a file could not be read or written.
     Aborted = 1,
     /// The command line is wrong; nothing was read or sent.
     Usage = 2,
