@@ -392,7 +392,13 @@ impl Router<'_> {
                     failure, attempts, ..
                 } => {
                     let these: Vec<Record> = these.collect();
-                    self.failed_batches += 1;
+                    // An invalid line read ahead of a stop is no batch that failed.
+                    let read_ahead = matches!(failure, Failure::Line(_))
+                        && self.first_failure.is_some()
+                        && self.stop.no_new_attempts().is_some();
+                    if !read_ahead {
+                        self.failed_batches += 1;
+                    }
                     if self.first_failure.is_none() {
                         self.first_failure = Some(match &failure {
                             // An input line: where it is says it all.

@@ -419,7 +419,10 @@ pub const EXIT_STATUSES: [(&str, &str); 6] = [
         "aborted: a batch or an invalid input line failed under --on-error abort, an input is \
          missing, or a file could not be read or written",
     ),
-    ("2", "usage error; nothing was read or sent, and no file touched"),
+    (
+        "2",
+        "usage error; nothing was read or sent, and no file touched",
+    ),
     (
         "3",
         "finished, but some records failed (--on-error skip or null)",
