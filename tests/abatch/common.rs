@@ -183,6 +183,23 @@ pub fn records_read(summary: &str) -> usize {
         .unwrap_or_else(|| panic!("not a summary line: {summary}"))
 }
 
+/// The dead letters among lines of text (the other lines are messages).
+pub fn letters_in(lines: impl IntoIterator<Item = impl AsRef<str>>) -> Vec<serde_json::Value> {
+    lines
+        .into_iter()
+        .filter(|line| line.as_ref().starts_with('{'))
+        .map(|line| {
+            let line = line.as_ref();
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))
+        })
+        .collect()
+}
+
+/// The dead letters in an --errors file.
+pub fn letters_in_file(path: &std::path::Path) -> Vec<serde_json::Value> {
+    letters_in(std::fs::read_to_string(path).unwrap().lines())
+}
+
 /// The ids of the records in dead letters, sorted.
 pub fn dead_ids(letters: &[serde_json::Value]) -> Vec<usize> {
     let mut ids: Vec<usize> = letters

@@ -156,11 +156,7 @@ fn a_first_sigterm_ends_a_long_retry_after_wait_at_once() {
     let took = signalled.elapsed();
     assert!(took < Duration::from_millis(600), "took {took:?}");
     assert_eq!(server.requests().len(), 2, "no retry started");
-    let dead: Vec<serde_json::Value> = lines
-        .iter()
-        .filter(|line| line.starts_with('{'))
-        .map(|line| serde_json::from_str(&line).unwrap())
-        .collect();
+    let dead = letters_in(lines.iter());
     assert_eq!(dead_ids(&dead), (0..10).collect::<Vec<_>>());
     assert!(
         dead.iter()
@@ -190,11 +186,7 @@ fn a_second_sigint_gives_up_at_once_and_keeps_the_records_as_dead_letters() {
     signal(&child, libc::SIGINT);
     let status = exit_of(&mut child);
     assert_eq!(status.code(), Some(130));
-    let letters: Vec<serde_json::Value> = std::fs::read_to_string(&errors)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let letters = letters_in_file(&errors);
     let mut ids: Vec<u64> = letters
         .iter()
         .map(|l| l["record"]["id"].as_u64().unwrap())
@@ -391,11 +383,7 @@ fn a_second_signal_exits_promptly_even_when_nobody_reads_the_output() {
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
     assert!(stdout.ends_with('\n'), "whole lines only");
     let written = echoed_ids(stdout.as_bytes());
-    let letters: Vec<serde_json::Value> = std::fs::read_to_string(&errors)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let letters = letters_in_file(&errors);
     assert!(
         letters.iter().any(|l| l["error"]
             == "answered, but not written: the run was stopped while the output was not being read"),
@@ -458,11 +446,7 @@ fn conservation_after(signals: usize) {
     let partial = !text[..taken].ends_with('\n');
 
     let written = echoed_ids(output.iter().collect::<Vec<_>>().join("\n").as_bytes());
-    let letters: Vec<serde_json::Value> = std::fs::read_to_string(&errors)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let letters = letters_in_file(&errors);
     let (raw, records): (Vec<_>, Vec<_>) =
         letters.into_iter().partition(|l| l.get("raw").is_some());
     let mut all = written;
@@ -569,11 +553,7 @@ fn a_first_signal_ends_a_wait_for_the_request_rate_at_once() {
     assert_eq!(exit_of(&mut child).code(), Some(130));
     assert!(signalled.elapsed() < Duration::from_millis(600));
     assert_eq!(server.requests().len(), 1);
-    let dead: Vec<serde_json::Value> = lines
-        .iter()
-        .filter(|line| line.starts_with('{'))
-        .map(|line| serde_json::from_str(&line).unwrap())
-        .collect();
+    let dead = letters_in(lines.iter());
     assert_eq!(dead_ids(&dead), [1, 2, 3, 4]);
     assert!(dead.iter().all(|l| l["attempts"] == 0), "{dead:?}");
     drop(stdin);
