@@ -23,7 +23,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 #[command(name = "abatch", version)]
 #[command(after_long_help = after_long_help())]
 pub struct Cli {
-    /// Endpoint to POST each batch to (http or https)
+    /// Endpoint to POST each batch to (http or https; http when no scheme is given)
     #[arg(short, long, env = "ABATCH_URL", hide_env_values = true, value_name = "URL", value_parser = parse_url, required_unless_present = "generate")]
     pub url: Option<Url>,
 
@@ -379,7 +379,7 @@ impl Cli {
     /// is also one it reads (creating it would wipe it before it is read), and that --resume
     /// can trust the output's line count.
     pub fn parse_checked() -> Result<Cli, clap::Error> {
-        let cli = Cli::try_parse()?;
+        let cli = Cli::try_parse().map_err(url_given_as_file)?;
         let conflict = |message: String| {
             Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message)
         };
@@ -428,6 +428,34 @@ impl Cli {
     pub fn headers(&self) -> impl Iterator<Item = &Header> {
         self.headers.iter().flat_map(|h| &h.0)
     }
+}
+
+/// A missing --url, when an input FILE looks like the URL meant: says so, rather than leaving
+/// the URL to be read as a file that does not exist.
+fn url_given_as_file(error: clap::Error) -> clap::Error {
+    if error.kind() != clap::error::ErrorKind::MissingRequiredArgument {
+        return error;
+    }
+    // The same command line again, with --url optional, to see what stood in its place.
+    let relaxed = Cli::command()
+        .mut_arg("url", |url| {
+            url.required_unless_present(clap::builder::Resettable::<clap::Id>::Reset)
+        })
+        .try_get_matches();
+    let Ok(matches) = relaxed else {
+        return error;
+    };
+    let inputs = matches.get_many::<PathBuf>("inputs").into_iter().flatten();
+    let Some(url) = inputs
+        .filter_map(|input| input.to_str())
+        .find(|input| input.starts_with("http://") || input.starts_with("https://"))
+    else {
+        return error;
+    };
+    Cli::command().error(
+        clap::error::ErrorKind::MissingRequiredArgument,
+        format!("no --url given; did you mean -u {url}?"),
+    )
 }
 
 /// The exit statuses, as --help and the man page give them.
@@ -505,8 +533,15 @@ impl fmt::Debug for Header {
     }
 }
 
+/// An http or https URL; without a scheme, http, as curl and xh take it. (A URL parser alone
+/// would read "localhost:8080/predict" as the scheme "localhost".)
 fn parse_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| e.to_string())?;
+    let url = if text.contains("://") {
+        Url::parse(text)
+    } else {
+        Url::parse(&format!("http://{text}"))
+    }
+    .map_err(|e| e.to_string())?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "the scheme must be http or https, not '{}'",
@@ -706,7 +741,15 @@ mod tests {
         assert!(parse_url("http://127.0.0.1:8080/predict").is_ok());
         assert!(parse_url("https://example.com").is_ok());
         assert!(parse_url("ftp://example.com").is_err());
-        assert!(parse_url("example.com/predict").is_err());
+        assert_eq!(
+            parse_url("localhost:8080/predict").unwrap().as_str(),
+            "http://localhost:8080/predict"
+        );
+        assert_eq!(
+            parse_url("127.0.0.1:8080").unwrap().as_str(),
+            "http://127.0.0.1:8080/"
+        );
+        assert!(parse_url("mailto://someone").is_err());
         assert!(parse_url("http://").is_err());
     }
 

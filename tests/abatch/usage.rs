@@ -35,7 +35,7 @@ fn invalid_arguments_exit_2_and_send_nothing() {
 fn url_is_required_and_must_be_http() {
     for args in [
         &[][..],
-        &["--url", "example.com/predict"],
+        &["--url", "exa mple.com/predict"],
         &["-u", "ftp://example.com/"],
         &["-u", "http://"],
     ] {
@@ -47,6 +47,36 @@ fn url_is_required_and_must_be_http() {
         let stderr = String::from_utf8_lossy(&out.get_output().stderr);
         assert!(stderr.contains("--url"), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn a_url_without_a_scheme_is_http() {
+    let server = quick_server();
+    let port = server.addr().port();
+    for host in ["127.0.0.1", "localhost"] {
+        let out = abatch()
+            .args(["-u", &format!("{host}:{port}/predict"), "-q", "--ordered"])
+            .write_stdin(records(0..2))
+            .assert()
+            .success();
+        assert_eq!(echoed_ids(&out.get_output().stdout), [0, 1], "{host}");
+    }
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/predict", "/predict"]);
+}
+
+#[test]
+fn a_url_given_as_a_file_is_pointed_out() {
+    let server = quick_server();
+    let out = abatch()
+        .arg(server.url())
+        .write_stdin(records(0..1))
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    let expected = format!("error: no --url given; did you mean -u {}?", server.url());
+    assert!(stderr.starts_with(&expected), "{stderr}");
+    assert!(server.requests().is_empty());
 }
 
 #[test]
