@@ -29,7 +29,8 @@ pub enum Failure {
     Timeout(Duration),
     #[error("cannot connect to {host}: {cause}")]
     Connect { host: String, cause: String },
-    /// The server's TLS certificate was refused: no other attempt will do better.
+    /// TLS could not be set up: the server's certificate was refused, or the server does not
+    /// speak TLS. No other attempt will do better.
     #[error("cannot connect to {host}: {cause}")]
     Certificate { host: String, cause: String },
     #[error("request failed: {0}")]
@@ -267,10 +268,10 @@ impl Client {
     fn failure(&self, error: &reqwest::Error) -> Failure {
         if error.is_timeout() {
             Failure::Timeout(self.timeout)
-        } else if error.is_connect() && certificate_refused(error) {
+        } else if let Some(tls) = tls_error(error).filter(|_| error.is_connect()) {
             Failure::Certificate {
+                cause: tls_refusal(tls, self.url.host_str().unwrap_or_default()),
                 host: self.endpoint.clone(),
-                cause: root_cause(error),
             }
         } else if error.is_connect() {
             Failure::Connect {
@@ -356,23 +357,107 @@ fn quote(body: &[u8]) -> String {
     quoted
 }
 
-/// Whether TLS refused the server's certificate somewhere in this chain of causes (rustls'
-/// error travels inside an io::Error, whose source() skips it).
-fn certificate_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+/// The TLS error somewhere in this chain of causes. An io::Error's source() skips the error
+/// it wraps (it returns that error's own source), and rustls' error travels inside two of
+/// them, so each io::Error is opened by hand.
+fn tls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     let mut cause = Some(error);
     while let Some(error) = cause {
-        let tls = error.downcast_ref::<rustls::Error>().or_else(|| {
-            error
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if matches!(tls, Some(rustls::Error::InvalidCertificate(_))) {
-            return true;
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
         }
-        cause = error.source();
+        let wrapped = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
+        cause = match wrapped {
+            Some(inner) => Some(inner),
+            None => error.source(),
+        };
     }
-    false
+    None
+}
+
+/// Why TLS could not be set up with `host`, in words (rustls says some of it only in its
+/// Debug output). Every such failure would recur on another attempt.
+fn tls_refusal(tls: &rustls::Error, host: &str) -> String {
+    use rustls::CertificateError as Cert;
+    let when = |time: rustls::pki_types::UnixTime| {
+        let time = std::time::UNIX_EPOCH + Duration::from_secs(time.as_secs());
+        humantime::format_rfc3339_seconds(time).to_string()
+    };
+    let yours = "the server's certificate";
+    let cert = match tls {
+        rustls::Error::InvalidCertificate(cert) => cert,
+        // The first bytes back were not a TLS record: most likely an HTTP answer.
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            return "the server did not answer with TLS; is it plain http?".into();
+        }
+        other => return format!("TLS failed: {other}"),
+    };
+    match cert {
+        Cert::UnknownIssuer => format!("{yours} is not signed by a trusted CA (--cacert adds one)"),
+        Cert::Expired => format!("{yours} has expired"),
+        Cert::ExpiredContext { not_after, .. } => {
+            format!("{yours} expired on {}", when(*not_after))
+        }
+        Cert::NotValidYet => format!("{yours} is not valid yet (is this machine's clock right?)"),
+        Cert::NotValidYetContext { not_before, .. } => format!(
+            "{yours} is not valid until {} (is this machine's clock right?)",
+            when(*not_before)
+        ),
+        Cert::NotValidForName => format!("{yours} is not valid for {host}"),
+        Cert::NotValidForNameContext {
+            expected,
+            presented,
+        } => {
+            let names: Vec<&str> = presented.iter().filter_map(|n| presented_name(n)).collect();
+            match names[..] {
+                [] => format!(
+                    "{yours} is not valid for {}; it names no host",
+                    expected.to_str()
+                ),
+                _ => format!(
+                    "{yours} is not valid for {}; it names {}",
+                    expected.to_str(),
+                    names.join(", ")
+                ),
+            }
+        }
+        Cert::Revoked => format!("{yours} has been revoked"),
+        Cert::BadSignature => format!("{yours} has a signature that does not verify"),
+        Cert::BadEncoding => format!("{yours} is malformed"),
+        Cert::InvalidPurpose | Cert::InvalidPurposeContext { .. } => {
+            format!("{yours} is not meant for a TLS server (its extended key usage)")
+        }
+        Cert::UnsupportedSignatureAlgorithmContext { .. }
+        | Cert::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            format!("{yours} is signed with an algorithm abatch does not support")
+        }
+        Cert::Other(other) => match other.0.downcast_ref::<webpki::Error>() {
+            Some(webpki::Error::CaUsedAsEndEntity) => format!(
+                "{yours} is a CA certificate; --cacert needs the CA that issued the server's \
+                 certificate, and the server a certificate of its own"
+            ),
+            Some(webpki::Error::EndEntityUsedAsCa) => {
+                format!("{yours} was signed by a certificate that is not a CA certificate")
+            }
+            Some(other) => format!("{yours} was refused ({other:?})"),
+            None => format!("{yours} was refused: {}", other.0),
+        },
+        other => format!("{yours} was refused: {other}"),
+    }
+}
+
+/// A host name as webpki lists the names a certificate presents: `DnsName("example.com")`
+/// or `IpAddress(10.0.0.1)`.
+fn presented_name(text: &str) -> Option<&str> {
+    let dns = text
+        .strip_prefix("DnsName(\"")
+        .and_then(|rest| rest.strip_suffix("\")"));
+    dns.or_else(|| {
+        text.strip_prefix("IpAddress(")
+            .and_then(|rest| rest.strip_suffix(')'))
+    })
 }
 
 /// The innermost cause of an error: "Connection refused (os error 111)" rather than
@@ -443,6 +528,16 @@ mod tests {
         assert_eq!(retry_after(&headers, now), Some(Duration::ZERO));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers, now), None);
+    }
+
+    #[test]
+    fn presented_names_lose_their_library_wrapping() {
+        assert_eq!(
+            presented_name("DnsName(\"example.com\")"),
+            Some("example.com")
+        );
+        assert_eq!(presented_name("IpAddress(10.0.0.1)"), Some("10.0.0.1"));
+        assert_eq!(presented_name("DirectoryName"), None);
     }
 
     #[test]
