@@ -279,7 +279,7 @@ pub struct Cli {
     pub stats: Option<PathBuf>,
 
     /// Read and batch as usual but send nothing: print each request that would be sent as one
-    /// JSON line (header values redacted)
+    /// JSON line (header values and a password in the URL redacted)
     #[arg(long, env = "ABATCH_DRY_RUN", value_parser = FalseyValueParser::new(), help_heading = "Display")]
     pub dry_run: bool,
 

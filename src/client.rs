@@ -63,6 +63,8 @@ pub struct Answer {
 pub struct Client {
     http: reqwest::Client,
     url: Url,
+    /// The URL as messages and --dry-run show it, its password redacted.
+    shown_url: String,
     /// host:port, for messages.
     endpoint: String,
     timeout: Duration,
@@ -142,6 +144,8 @@ impl Client {
             .url
             .clone()
             .ok_or_else(|| anyhow!("--url (or ABATCH_URL) is required"))?;
+        let shown_url = redacted(&url);
+        tracing::debug!("POST to {shown_url}");
         // host_str keeps the brackets of an IPv6 address.
         let host = url.host_str().unwrap_or_default().to_owned();
         let endpoint = match url.port_or_known_default() {
@@ -151,6 +155,7 @@ impl Client {
         Ok(Client {
             http,
             url,
+            shown_url,
             endpoint,
             timeout: cli.timeout,
             max_response_bytes: cli.max_response_bytes.get(),
@@ -189,7 +194,7 @@ impl Client {
             .unwrap_or(RawValue::NULL);
         let shown = Shown {
             method: "POST",
-            url: self.url.as_str(),
+            url: &self.shown_url,
             headers: &self.shown_headers,
             body,
         };
@@ -282,6 +287,17 @@ impl Client {
             Failure::Transport(root_cause(error))
         }
     }
+}
+
+/// `url` with its password, if any, replaced by ****, as header values are: the URL is a
+/// secret's carrier too (http://user:password@host/).
+fn redacted(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        // Only a URL that cannot have a password refuses one, and this one has one.
+        let _ = shown.set_password(Some("****"));
+    }
+    shown.into()
 }
 
 /// The request body: a JSON array of the records' texts, exactly as read.
@@ -528,6 +544,17 @@ mod tests {
         assert_eq!(retry_after(&headers, now), Some(Duration::ZERO));
         headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
         assert_eq!(retry_after(&headers, now), None);
+    }
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        let url = |text| Url::parse(text).unwrap();
+        assert_eq!(
+            redacted(&url("https://me:s3cret@host:8443/p?q=1")),
+            "https://me:****@host:8443/p?q=1"
+        );
+        assert_eq!(redacted(&url("http://me@host/")), "http://me@host/");
+        assert_eq!(redacted(&url("http://host/")), "http://host/");
     }
 
     #[test]

@@ -225,6 +225,37 @@ fn a_dry_run_sends_nothing_and_prints_each_request() {
 }
 
 #[test]
+fn a_password_in_the_url_is_redacted_where_the_url_is_shown() {
+    let server = quick_server();
+    let url = server.url().replace("http://", "http://me:hunter2@");
+    let shown = server.url().replace("http://", "http://me:****@");
+    let out = abatch()
+        .args(["-u", &url, "--dry-run"])
+        .write_stdin(records(0..1))
+        .assert()
+        .success();
+    let output = out.get_output();
+    let request: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(request["url"], shown.as_str());
+    assert!(server.requests().is_empty());
+
+    let out = abatch()
+        .args(["-u", &url, "-vv"])
+        .write_stdin(records(0..1))
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&format!("DEBUG POST to {shown}\n")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    // The password still goes to the server, as basic authentication ("me:hunter2").
+    let seen = &server.requests()[0].headers;
+    assert_eq!(seen["authorization"], "Basic bWU6aHVudGVyMg==");
+}
+
+#[test]
 fn verbose_logs_each_request_and_never_a_header_value() {
     let server = server(Behavior {
         fail_first: Some(1),
