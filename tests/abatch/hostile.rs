@@ -99,6 +99,38 @@ fn a_batch_of_ten_thousand_records_goes_in_one_request() {
 }
 
 #[test]
+fn control_characters_from_a_server_never_reach_the_terminal() {
+    // Clear the screen, retitle the terminal, and a C1 control (CSI) that some terminals obey.
+    let hostile = "\x1b[2J\x1b]0;pwned\x07 oops \u{9b}31m";
+    let escaped = r"\x1b[2J\x1b]0;pwned\x07 oops \u{9b}31m";
+    for status in [Some(500), None] {
+        let server = server(Behavior {
+            status,
+            reply: Some(hostile.into()),
+            ..Behavior::default()
+        });
+        let out = abatch_to(&server)
+            .args(["--retries", "0", "-v"])
+            .write_stdin(records(0..2))
+            .assert()
+            .code(1);
+        assert_eq!(server.requests().len(), 1);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            !stderr.contains(['\x1b', '\x07', '\u{9b}']),
+            "{status:?}: {stderr:?}"
+        );
+        let (logged, said) = stderr
+            .lines()
+            .filter(|line| line.contains(escaped))
+            .partition::<Vec<&str>, _>(|line| line.contains(" INFO "));
+        assert_eq!((logged.len(), said.len()), (1, 1), "{status:?}: {stderr}");
+        let dead: Vec<&str> = stderr.lines().filter(|l| l.starts_with('{')).collect();
+        assert_eq!(dead.len(), 2, "{stderr}");
+    }
+}
+
+#[test]
 fn headers_from_a_file_are_sent_and_never_shown() {
     let server = quick_server();
     let dir = tempfile::tempdir().unwrap();
