@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::cli::Cli;
 use crate::input::Record;
-use crate::shape::{Input, Shape};
+use crate::shape::{Input, Shape, Unusable};
 
 /// Why one exchange failed. A type of its own, because what to do next depends on it.
 #[derive(Debug, thiserror::Error)]
@@ -240,14 +240,9 @@ impl Client {
             }
             body.extend_from_slice(&chunk);
         }
-        let results = if self.shape.is_plain() {
-            results(&body, expected)
-        } else {
-            shaped_results(&self.shape, &body, expected)
-        };
         Ok(Answer {
             status,
-            results: results.map_err(invalid)?,
+            results: results(&self.shape, &body, expected).map_err(invalid)?,
         })
     }
 
@@ -319,35 +314,24 @@ fn body(records: &[Record]) -> Vec<u8> {
     body
 }
 
-/// The results in a 2xx body, which must be an array of `expected` JSON values; or what is
-/// wrong with it.
-fn results(body: &[u8], expected: usize) -> Result<Vec<Box<RawValue>>, String> {
-    let results: Vec<Box<RawValue>> = serde_json::from_slice(body).map_err(|e| {
-        let what = if e.is_data() {
-            "expected a JSON array of results"
-        } else {
-            "not valid JSON"
-        };
-        format!("{what} ({e}); body: {}", quote(body))
-    })?;
-    if results.len() != expected {
-        return Err(format!(
-            "expected {expected} results (one per record), got {}",
-            results.len()
-        ));
+/// The `expected` results in a 2xx body, found where the shape says; or what is wrong with
+/// it, with the start of the body when its shape is at fault.
+fn results(shape: &Shape, body: &[u8], expected: usize) -> Result<Vec<Box<RawValue>>, String> {
+    // The plain shape's fast path: a bare array of the right length, taken apart in one go.
+    // Anything else takes the general path, which says what is wrong.
+    if shape.is_plain() {
+        if let Ok(results) = serde_json::from_slice::<Vec<Box<RawValue>>>(body) {
+            if results.len() == expected {
+                return Ok(results);
+            }
+        }
     }
-    Ok(results)
-}
-
-/// The results in a 2xx body, found where the shape says.
-fn shaped_results(
-    shape: &Shape,
-    body: &[u8],
-    expected: usize,
-) -> Result<Vec<Box<RawValue>>, String> {
     let answer: &RawValue = serde_json::from_slice(body)
         .map_err(|e| format!("not valid JSON ({e}); body: {}", quote(body)))?;
-    shape.results(answer, expected)
+    shape.results(answer, expected).map_err(|e| match e {
+        Unusable::Shape(problem) => format!("{problem}; body: {}", quote(body)),
+        Unusable::Content(problem) => problem,
+    })
 }
 
 /// How long a Retry-After header asks to wait: a number of seconds, or an HTTP date (`now`
@@ -538,21 +522,66 @@ mod tests {
         );
     }
 
+    /// The shape these flags describe.
+    fn shape(flags: &[&str]) -> Shape {
+        let args = ["abatch", "-u", "http://host/"].iter().chain(flags);
+        Shape::new(&<Cli as clap::Parser>::try_parse_from(args).unwrap()).unwrap()
+    }
+
     #[test]
     fn results_must_be_an_array_of_the_right_length() {
-        assert_eq!(results(b"[1, {\"b\": 2}]", 2).unwrap().len(), 2);
-        let wrong = results(b"[1]", 2).unwrap_err().to_string();
+        let plain = shape(&[]);
+        assert_eq!(results(&plain, b"[1, {\"b\": 2}]", 2).unwrap().len(), 2);
+        let wrong = results(&plain, b"[1]", 2).unwrap_err();
         assert_eq!(wrong, "expected 2 results (one per record), got 1");
-        let object = results(b"{\"predictions\": []}", 2)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            object.starts_with("expected a JSON array of results"),
-            "{object}"
+        let object = results(&plain, b"{\"predictions\": []}", 2).unwrap_err();
+        assert_eq!(
+            object,
+            "expected a JSON array of results, but the answer is an object; its member \
+             /predictions is an array of 0: try --results /predictions; body: {\"predictions\": []}"
         );
-        let garbage = results(b"<html>oops</html>", 2).unwrap_err().to_string();
+        let garbage = results(&plain, b"<html>oops</html>", 2).unwrap_err();
         assert!(garbage.starts_with("not valid JSON"), "{garbage}");
         assert!(garbage.ends_with("body: <html>oops</html>"), "{garbage}");
+    }
+
+    #[test]
+    fn a_lone_array_in_an_answer_of_the_wrong_shape_is_suggested() {
+        let tfserving = shape(&["--api", "tfserving"]);
+        let nested = br#"{"id": "x", "output": {"scores": [1, 2], "model": "m"}}"#;
+        assert_eq!(
+            results(&tfserving, nested, 2).unwrap_err(),
+            format!(
+                "the answer has no /predictions (--results); its member /output/scores is an \
+                 array of 2: try --results /output/scores; body: {}",
+                String::from_utf8_lossy(nested)
+            )
+        );
+        let two = results(&shape(&[]), br#"{"a": [1], "b": [2]}"#, 1).unwrap_err();
+        assert!(
+            two.starts_with(
+                "expected a JSON array of results, but the answer is an object; body: "
+            ),
+            "{two}"
+        );
+        let slash = results(&shape(&[]), br#"{"a/b": [1]}"#, 1).unwrap_err();
+        assert!(slash.contains("try --results /a~1b;"), "{slash}");
+        let named = shape(&["--results", "/data"]);
+        let scalar = results(&named, br#"{"data": "busy"}"#, 1).unwrap_err();
+        assert!(
+            scalar.starts_with("/data in the answer is a string, not an array (--results); body: "),
+            "{scalar}"
+        );
+        let bare = results(&named, b"[1]", 1).unwrap_err();
+        assert!(
+            bare.contains("; the answer itself is an array of 1: try --results ''; "),
+            "{bare}"
+        );
+        let text = results(&shape(&[]), br#""busy""#, 1).unwrap_err();
+        assert_eq!(
+            text,
+            "expected a JSON array of results, but the answer is a string; body: \"busy\""
+        );
     }
 
     #[test]

@@ -242,32 +242,42 @@ impl Shape {
         &self,
         answer: &RawValue,
         expected: usize,
-    ) -> Result<Vec<Box<RawValue>>, String> {
+    ) -> Result<Vec<Box<RawValue>>, Unusable> {
         if let Some(v2) = &self.v2 {
             return v2.results(answer, expected);
         }
         let found = match &self.results {
             None => answer,
-            Some(pointer) => pointer
-                .find(answer)
-                .ok_or_else(|| format!("the answer has no {pointer} (--results)"))?,
+            Some(pointer) => pointer.find(answer).ok_or_else(|| {
+                Unusable::Shape(format!(
+                    "the answer has no {pointer} (--results){}",
+                    try_results(answer)
+                ))
+            })?,
         };
         let mut elements = if self.single && self.results.is_none() {
             vec![found]
         } else {
-            json::elements(found).ok_or_else(|| match &self.results {
-                Some(pointer) => format!("{pointer} is not an array (--results)"),
-                None => "expected a JSON array of results".to_string(),
+            json::elements(found).ok_or_else(|| {
+                let (kind, hint) = (kind(found), try_results(answer));
+                Unusable::Shape(match &self.results {
+                    Some(pointer) => {
+                        format!("{pointer} in the answer is {kind}, not an array (--results){hint}")
+                    }
+                    None => {
+                        format!("expected a JSON array of results, but the answer is {kind}{hint}")
+                    }
+                })
             })?
         };
         if elements.len() != expected {
-            return Err(format!(
+            return Err(Unusable::Content(format!(
                 "expected {expected} results (one per record), got {}",
                 elements.len()
-            ));
+            )));
         }
         if let Some(index) = &self.index {
-            elements = place(elements, index)?;
+            elements = place(elements, index).map_err(Unusable::Content)?;
         }
         elements
             .into_iter()
@@ -275,9 +285,9 @@ impl Shape {
             .map(|(i, element)| {
                 let result = match &self.result {
                     None => element,
-                    Some(pointer) => pointer
-                        .find(element)
-                        .ok_or_else(|| format!("result {i} has no {pointer} (--result)"))?,
+                    Some(pointer) => pointer.find(element).ok_or_else(|| {
+                        Unusable::Content(format!("result {i} has no {pointer} (--result)"))
+                    })?,
                 };
                 Ok(result.to_owned())
             })
@@ -292,6 +302,64 @@ impl Shape {
         json::with_member(record, field, &result)
             .and_then(|merged| RawValue::from_string(merged).ok())
             .unwrap_or(result)
+    }
+}
+
+/// Why no results can be taken from an answer.
+#[derive(Debug)]
+pub enum Unusable {
+    /// The answer is not shaped as expected; the start of it helps to see why.
+    Shape(String),
+    /// The answer is shaped as expected but says the wrong thing (a count, an index).
+    Content(String),
+}
+
+/// What kind of JSON value `json` is, with its article, for a message.
+fn kind(json: &RawValue) -> &'static str {
+    match json.get().trim_start().as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+/// When `answer` is an object holding exactly one array, among its members or else among its
+/// members' members: where that array is and the --results that reaches it, as the end of a
+/// message ("; its member /results is an array of 32: try --results /results"). The same for
+/// an answer that is an array itself. Otherwise nothing.
+fn try_results(answer: &RawValue) -> String {
+    if let Some(elements) = json::elements(answer) {
+        return format!(
+            "; the answer itself is an array of {}: try --results ''",
+            elements.len()
+        );
+    }
+    let arrays_in = |object: &RawValue, at: &str| -> Vec<(String, usize)> {
+        json::members(object)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(name, value)| {
+                let length = json::elements(value)?.len();
+                let token = name.replace('~', "~0").replace('/', "~1");
+                Some((format!("{at}/{token}"), length))
+            })
+            .collect()
+    };
+    let mut arrays = arrays_in(answer, "");
+    if arrays.is_empty() {
+        for (name, value) in json::members(answer).unwrap_or_default() {
+            let token = name.replace('~', "~0").replace('/', "~1");
+            arrays.extend(arrays_in(value, &format!("/{token}")));
+        }
+    }
+    match &arrays[..] {
+        [(pointer, length)] => {
+            format!("; its member {pointer} is an array of {length}: try --results {pointer}")
+        }
+        _ => String::new(),
     }
 }
 
@@ -458,12 +526,21 @@ impl V2 {
 
     /// The chosen output tensor, split along its first dimension: one result per row (a
     /// scalar when a row holds one value, an array otherwise).
-    fn results(&self, answer: &RawValue, expected: usize) -> Result<Vec<Box<RawValue>>, String> {
+    fn results(&self, answer: &RawValue, expected: usize) -> Result<Vec<Box<RawValue>>, Unusable> {
         let outputs = Pointer::parse("/outputs")
             .ok()
             .and_then(|p| p.find(answer))
             .and_then(json::elements)
-            .ok_or("the answer has no \"outputs\" array (Open Inference Protocol)")?;
+            .ok_or_else(|| {
+                Unusable::Shape(
+                    "the answer has no \"outputs\" array (Open Inference Protocol)".into(),
+                )
+            })?;
+        self.split(&outputs, expected).map_err(Unusable::Content)
+    }
+
+    /// The chosen output tensor among `outputs`, split into `expected` results.
+    fn split(&self, outputs: &[&RawValue], expected: usize) -> Result<Vec<Box<RawValue>>, String> {
         let name = Pointer::parse("/name").map_err(|e| e.to_string())?;
         let output = match &self.output {
             None => outputs.first().copied(),

@@ -143,10 +143,44 @@ fn an_answer_without_the_results_is_a_failure_naming_the_batch() {
     );
     assert!(
         message.ends_with(
-            "batch of 3 records, lines 1-3 of <stdin>: invalid response: the answer has no /predictions (--results)"
+            "batch of 3 records, lines 1-3 of <stdin>: invalid response: the answer has no \
+             /predictions (--results); the answer itself is an array of 3: try --results ''; \
+             body: [{\"echo\":{\"id\":0}},{\"echo\":{\"id\":1}},{\"echo\":{\"id\":2}}]"
         ),
         "{message}"
     );
+}
+
+#[test]
+fn an_answer_of_the_wrong_shape_shows_its_start_and_the_results_to_try() {
+    let results: Vec<String> = (0..32).map(|i| format!("{{\"label\":{i}}}")).collect();
+    let answer = format!("{{\"model\":\"m\",\"results\":[{}]}}", results.join(","));
+    let server = server(Behavior {
+        reply: Some(answer.clone()),
+        ..Behavior::default()
+    });
+    let message = aborted_with(abatch_to(&server).args(["-b", "32"]), records(0..32));
+    let start: String = answer.chars().take(200).collect();
+    assert!(
+        message.ends_with(&format!(
+            "invalid response: expected a JSON array of results, but the answer is an object; \
+             its member /results is an array of 32: try --results /results; body: {start} …"
+        )),
+        "{message}"
+    );
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "an answer of the wrong shape is not retried"
+    );
+
+    let out = abatch_to(&server)
+        .args(["-b", "32", "--results", "/results", "--ordered", "-q"])
+        .write_stdin(records(0..32))
+        .assert()
+        .success();
+    assert_eq!(lines(&out.get_output().stdout), results);
+    assert_eq!(sizes(&server), [32, 32]);
 }
 
 #[test]
