@@ -31,27 +31,31 @@ pub struct Cli {
     #[arg(value_name = "FILE")]
     pub inputs: Vec<PathBuf>,
 
-    /// Longest input line accepted; a longer one is an input error, not an out-of-memory
+    /// Longest input line accepted (at most 4GiB); a longer one is an input error, not an
+    /// out-of-memory
     #[arg(long, value_name = "BYTES", default_value = "64MiB", value_parser = parse_bytes, help_heading = "Input", env = "ABATCH_MAX_LINE_BYTES")]
     pub max_line_bytes: NonZeroUsize,
 
-    /// Most records in one batch
-    #[arg(short, long, value_name = "N", default_value = "32", value_parser = parse_count, help_heading = "Batching", env = "ABATCH_BATCH_SIZE")]
+    /// Most records in one batch (1 to 1000000)
+    #[arg(short, long, value_name = "N", default_value = "32", value_parser = parse_batch_size, help_heading = "Batching", env = "ABATCH_BATCH_SIZE")]
     pub batch_size: NonZeroUsize,
 
-    /// Send a batch that is not full this long after its first record arrived (e.g. 100ms, 2s, 1m)
+    /// Send a batch that is not full this long after its first record arrived (e.g. 100ms, 2s,
+    /// 1m; 0s sends whatever has arrived; at most 7days)
     #[arg(short = 't', long, value_name = "DURATION", default_value = "100ms", value_parser = parse_delay, help_heading = "Batching", env = "ABATCH_BATCH_TIMEOUT")]
     pub batch_timeout: Duration,
 
-    /// Also send a batch before its body (the JSON array) would grow past this size (e.g. 4MiB)
+    /// Also send a batch before its body (the JSON array) would grow past this size (e.g. 4MiB;
+    /// at most 4GiB)
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes, help_heading = "Batching", env = "ABATCH_MAX_BATCH_BYTES")]
     pub max_batch_bytes: Option<NonZeroUsize>,
 
-    /// Most batches in flight at once; reading pauses while that many are outstanding
-    #[arg(short, long, value_name = "N", default_value = "4", value_parser = parse_count, help_heading = "Requests", env = "ABATCH_CONCURRENCY")]
+    /// Most batches in flight at once (1 to 10000); reading pauses while that many are
+    /// outstanding
+    #[arg(short, long, value_name = "N", default_value = "4", value_parser = parse_concurrency, help_heading = "Requests", env = "ABATCH_CONCURRENCY")]
     pub concurrency: NonZeroUsize,
 
-    /// Give up on an attempt that has not been fully answered after this long
+    /// Give up on an attempt that has not been fully answered after this long (at most 7days)
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_limit, help_heading = "Requests", env = "ABATCH_TIMEOUT")]
     pub timeout: Duration,
 
@@ -77,7 +81,7 @@ pub struct Cli {
     #[arg(long, help_heading = "Requests", env = "ABATCH_INSECURE", value_parser = FalseyValueParser::new())]
     pub insecure: bool,
 
-    /// Longest response body accepted; a longer one fails its batch
+    /// Longest response body accepted (at most 4GiB); a longer one fails its batch
     #[arg(long, value_name = "BYTES", default_value = "256MiB", value_parser = parse_bytes, help_heading = "Requests", env = "ABATCH_MAX_RESPONSE_BYTES")]
     pub max_response_bytes: NonZeroUsize,
 
@@ -215,18 +219,19 @@ pub struct Cli {
     pub resume: bool,
 
     /// Extra attempts for a batch that failed in a way that may pass on a second try
-    /// (no connection, timeout, HTTP 408, 429, 500, 502, 503, 504)
+    /// (no connection, timeout, HTTP 408, 429, 500, 502, 503, 504); 0 to 1000
     #[arg(
         long,
         value_name = "N",
         default_value = "3",
+        value_parser = parse_retries,
         help_heading = "Reliability",
         env = "ABATCH_RETRIES"
     )]
     pub retries: u32,
 
     /// Base of the exponential backoff between attempts, with full jitter, capped at 30s;
-    /// a Retry-After from the server is honoured
+    /// a Retry-After from the server is honoured (at most 7days)
     #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_delay, help_heading = "Reliability", env = "ABATCH_RETRY_BACKOFF")]
     pub retry_backoff: Duration,
 
@@ -554,22 +559,84 @@ fn parse_url(text: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-fn parse_count(text: &str) -> Result<NonZeroUsize, String> {
-    let n: usize = text
-        .trim()
-        .parse()
-        .map_err(|_| "expected a whole number of at least 1".to_string())?;
-    NonZeroUsize::new(n).ok_or_else(|| "must be at least 1".to_string())
+// The bounds of the numeric flags, as their help gives them. Each is far past any sensible
+// setting; a value beyond it is a mistake (a typo, a unit left out), and near the limits of
+// the machine's integers and clocks it would be misread: wrapped, or clamped in silence.
+
+/// The largest batch, in records.
+const MAX_BATCH_SIZE: u64 = 1_000_000;
+/// The most requests in flight at once.
+const MAX_CONCURRENCY: u64 = 10_000;
+/// The most extra attempts for one batch.
+const MAX_RETRIES: u64 = 1000;
+/// The largest size a size flag takes (4GiB).
+const MAX_BYTES: u64 = 4 << 30;
+/// The longest duration a duration flag takes.
+const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+fn parse_batch_size(text: &str) -> Result<NonZeroUsize, String> {
+    count(text, MAX_BATCH_SIZE)
 }
 
-/// Longer than any run; a longer duration means the same and could overflow a clock.
-const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+fn parse_concurrency(text: &str) -> Result<NonZeroUsize, String> {
+    count(text, MAX_CONCURRENCY)
+}
+
+fn parse_retries(text: &str) -> Result<u32, String> {
+    let retries = whole(text, 0, MAX_RETRIES)?;
+    u32::try_from(retries).map_err(|_| format!("must be at most {MAX_RETRIES}"))
+}
+
+/// A count from 1 to `max`.
+fn count(text: &str, max: u64) -> Result<NonZeroUsize, String> {
+    let n = whole(text, 1, max)?;
+    usize::try_from(n)
+        .ok()
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| format!("must be at most {max}"))
+}
+
+/// A whole number from `min` to `max`, with a message naming the bound it passes, however
+/// many digits it has.
+fn whole(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let below = || format!("must be at least {min}");
+    let above = || format!("must be at most {max}");
+    if let Some(negative) = text.strip_prefix('-') {
+        return Err(if digits(negative) {
+            below()
+        } else {
+            format!("expected a whole number from {min} to {max}")
+        });
+    }
+    if !digits(text) {
+        return Err(format!("expected a whole number from {min} to {max}"));
+    }
+    let n: u64 = text.parse().map_err(|_| above())?;
+    match n {
+        n if n < min => Err(below()),
+        n if n > max => Err(above()),
+        n => Ok(n),
+    }
+}
 
 /// A delay, which may be zero (send whatever has arrived without waiting).
 fn parse_delay(text: &str) -> Result<Duration, String> {
-    let delay = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("{e} (expected a duration such as 100ms, 2s or 1m)"))?;
-    Ok(delay.min(FOREVER))
+    let too_long = || {
+        format!(
+            "must be at most {}",
+            humantime::format_duration(MAX_DURATION)
+        )
+    };
+    let delay = humantime::parse_duration(text.trim()).map_err(|e| match e {
+        humantime::DurationError::NumberOverflow => too_long(),
+        e => format!("{e} (expected a duration such as 100ms, 2s or 1m)"),
+    })?;
+    if delay > MAX_DURATION {
+        return Err(too_long());
+    }
+    Ok(delay)
 }
 
 /// A time limit, which must leave some time.
@@ -586,6 +653,9 @@ fn parse_bytes(text: &str) -> Result<NonZeroUsize, String> {
         .trim()
         .parse()
         .map_err(|_| "expected a size such as 65536, 512KiB or 4MiB".to_string())?;
+    if size.as_u64() > MAX_BYTES {
+        return Err("must be at most 4GiB".into());
+    }
     usize::try_from(size.as_u64())
         .ok()
         .and_then(NonZeroUsize::new)
@@ -760,11 +830,37 @@ mod tests {
         assert!(parse_bytes("0").is_err());
         assert!(parse_bytes("-1").is_err());
         assert_eq!(parse_delay("0ms").unwrap(), Duration::ZERO);
-        assert_eq!(parse_delay("500000000000years").unwrap(), FOREVER);
+        assert_eq!(parse_delay("7days").unwrap(), MAX_DURATION);
+        assert_eq!(parse_delay("8days").unwrap_err(), "must be at most 7days");
+        assert_eq!(
+            parse_delay("500000000000years").unwrap_err(),
+            "must be at most 7days"
+        );
+        assert_eq!(
+            parse_delay("50000000000000000000000years").unwrap_err(),
+            "must be at most 7days"
+        );
         assert!(parse_limit("0s").is_err());
         assert!(parse_delay("-1s").is_err());
-        assert_eq!(parse_count("8").unwrap().get(), 8);
-        assert!(parse_count("0").is_err());
-        assert!(parse_count("-3").is_err());
+        assert_eq!(parse_bytes("4GiB").unwrap().get() as u64, MAX_BYTES);
+        assert_eq!(
+            parse_bytes("18446744073709551614").unwrap_err(),
+            "must be at most 4GiB"
+        );
+        assert_eq!(parse_batch_size("8").unwrap().get(), 8);
+        assert_eq!(parse_batch_size("0").unwrap_err(), "must be at least 1");
+        assert_eq!(parse_batch_size("-3").unwrap_err(), "must be at least 1");
+        assert_eq!(parse_batch_size("1000000").unwrap().get(), 1_000_000);
+        assert_eq!(
+            parse_batch_size("1000001").unwrap_err(),
+            "must be at most 1000000"
+        );
+        assert_eq!(
+            parse_concurrency("99999999999999999999999").unwrap_err(),
+            "must be at most 10000"
+        );
+        assert!(parse_concurrency("4x").is_err());
+        assert_eq!(parse_retries("0").unwrap(), 0);
+        assert_eq!(parse_retries("1001").unwrap_err(), "must be at most 1000");
     }
 }

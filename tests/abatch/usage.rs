@@ -32,6 +32,60 @@ fn invalid_arguments_exit_2_and_send_nothing() {
 }
 
 #[test]
+fn values_past_their_bound_are_usage_errors_naming_it() {
+    let server = quick_server();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--max-line-bytes", "18446744073709551614"], "4GiB"),
+        (&["--max-batch-bytes", "5GiB"], "4GiB"),
+        (&["--max-response-bytes", "4097MiB"], "4GiB"),
+        (&["-t", "8days"], "7days"),
+        (&["--timeout", "500000000000years"], "7days"),
+        (&["--retry-backoff", "1000weeks"], "7days"),
+        (&["-b", "1000001"], "1000000"),
+        (&["-c", "10001"], "10000"),
+        (&["--retries", "1001"], "1000"),
+        (&["--retries", "4294967296"], "1000"),
+    ];
+    for (args, bound) in cases {
+        let out = abatch_to(&server)
+            .args(*args)
+            .write_stdin(records(0..3))
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+        let expected = format!("error: invalid value '{}' for '--", args[1]);
+        assert!(stderr.starts_with(&expected), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(": must be at most {bound}\n")),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(server.requests().is_empty());
+
+    // The bounds themselves, and a batch timeout of zero, are allowed.
+    abatch_to(&server)
+        .args(["--max-line-bytes", "4GiB", "--max-response-bytes", "4GiB"])
+        .args([
+            "-b",
+            "1000000",
+            "-c",
+            "10000",
+            "--retries",
+            "1000",
+            "-t",
+            "0s",
+            "-q",
+        ])
+        .write_stdin(records(0..3))
+        .assert()
+        .success();
+    assert_eq!(
+        server.requests().iter().map(|r| r.records).sum::<usize>(),
+        3
+    );
+}
+
+#[test]
 fn url_is_required_and_must_be_http() {
     for args in [
         &[][..],
