@@ -6,7 +6,6 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::builder::FalseyValueParser;
 use clap::{CommandFactory, Parser};
 use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
@@ -78,7 +77,7 @@ pub struct Cli {
     pub cacert: Option<PathBuf>,
 
     /// Do not verify TLS certificates (says so on stderr)
-    #[arg(long, help_heading = "Requests", env = "ABATCH_INSECURE", value_parser = FalseyValueParser::new())]
+    #[arg(long, help_heading = "Requests", env = "ABATCH_INSECURE", value_parser = Switch)]
     pub insecure: bool,
 
     /// Longest response body accepted (at most 4GiB); a longer one fails its batch
@@ -154,7 +153,7 @@ pub struct Cli {
 
     /// One record per request: the record (or its --input part, at $record in --template) is
     /// the body, and the answer (or --result in it) its result
-    #[arg(long, env = "ABATCH_SINGLE", value_parser = FalseyValueParser::new(), conflicts_with = "batch_size", help_heading = "Shaping")]
+    #[arg(long, env = "ABATCH_SINGLE", value_parser = Switch, conflicts_with = "batch_size", help_heading = "Shaping")]
     pub single: bool,
 
     /// Model name, added to the body as "model" (the OpenAI and Ollama presets need it)
@@ -210,12 +209,12 @@ pub struct Cli {
     pub output: Option<PathBuf>,
 
     /// Write results in input order (default: as each batch completes)
-    #[arg(long, help_heading = "Output", env = "ABATCH_ORDERED", value_parser = FalseyValueParser::new())]
+    #[arg(long, help_heading = "Output", env = "ABATCH_ORDERED", value_parser = Switch)]
     pub ordered: bool,
 
     /// Continue an interrupted run: keep the complete lines of --output, skip that many
     /// records, and append the rest (needs --ordered and --output)
-    #[arg(long, requires_all = ["ordered", "output"], help_heading = "Output", env = "ABATCH_RESUME", value_parser = FalseyValueParser::new())]
+    #[arg(long, requires_all = ["ordered", "output"], help_heading = "Output", env = "ABATCH_RESUME", value_parser = Switch)]
     pub resume: bool,
 
     /// Extra attempts for a batch that failed in a way that may pass on a second try
@@ -252,25 +251,25 @@ pub struct Cli {
 
     /// Split a batch the server rejects with a 4xx into halves, down to single records, so
     /// only the records at fault fail (a 413 always splits)
-    #[arg(long, help_heading = "Reliability", env = "ABATCH_SPLIT_ON_ERROR", value_parser = FalseyValueParser::new())]
+    #[arg(long, help_heading = "Reliability", env = "ABATCH_SPLIT_ON_ERROR", value_parser = Switch)]
     pub split_on_error: bool,
 
     /// Print nothing on stderr but errors and warnings: no progress, and no summary unless
     /// records failed (-v still logs)
-    #[arg(short, long, env = "ABATCH_QUIET", value_parser = FalseyValueParser::new(), help_heading = "Display")]
+    #[arg(short, long, env = "ABATCH_QUIET", value_parser = Switch, help_heading = "Display")]
     pub quiet: bool,
 
     /// Log each request on stderr: batch, size, attempt, status, latency (-vv: also waits and
     /// splits)
-    #[arg(short, long, env = "ABATCH_VERBOSE", action = clap::ArgAction::Count, help_heading = "Display")]
+    #[arg(short, long, env = "ABATCH_VERBOSE", action = clap::ArgAction::Count, value_parser = Verbosity, help_heading = "Display")]
     pub verbose: u8,
 
     /// Show progress on stderr even when it is not a terminal
-    #[arg(long, env = "ABATCH_PROGRESS", value_parser = FalseyValueParser::new(), overrides_with = "no_progress", help_heading = "Display")]
+    #[arg(long, env = "ABATCH_PROGRESS", value_parser = Switch, overrides_with = "no_progress", help_heading = "Display")]
     pub progress: bool,
 
     /// Never show progress
-    #[arg(long, env = "ABATCH_NO_PROGRESS", value_parser = FalseyValueParser::new(), overrides_with = "progress", help_heading = "Display")]
+    #[arg(long, env = "ABATCH_NO_PROGRESS", value_parser = Switch, overrides_with = "progress", help_heading = "Display")]
     pub no_progress: bool,
 
     /// Write run statistics as JSON to FILE at the end: counts, latency percentiles, batch
@@ -285,7 +284,7 @@ pub struct Cli {
 
     /// Read and batch as usual but send nothing: print each request that would be sent as one
     /// JSON line (header values and a password in the URL redacted)
-    #[arg(long, env = "ABATCH_DRY_RUN", value_parser = FalseyValueParser::new(), help_heading = "Display")]
+    #[arg(long, env = "ABATCH_DRY_RUN", value_parser = Switch, help_heading = "Display")]
     pub dry_run: bool,
 
     /// Print shell completions or the man page, and exit
@@ -675,6 +674,83 @@ fn parse_rate(text: &str) -> Result<Rate, String> {
     let count =
         NonZeroU32::new(count).ok_or_else(|| "must allow at least 1 request".to_string())?;
     Ok(Rate { count, per })
+}
+
+/// Parses an on/off flag's value, which only its variable gives (the flag itself stands for
+/// true): true/false, 1/0, yes/no or on/off, in any case; empty is false. Anything else is a
+/// usage error naming the variable. clap's own parsers take any unknown word as true
+/// (ABATCH_INSECURE=flase turned checks off) or name only the flag, which was not typed.
+#[derive(Clone)]
+struct Switch;
+
+const SWITCH_WORDS: &str = "true or false, 1 or 0, yes or no, on or off";
+
+impl clap::builder::TypedValueParser for Switch {
+    type Value = bool;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<bool, clap::Error> {
+        switch(value).ok_or_else(|| invalid_variable(cmd, arg, value, SWITCH_WORDS))
+    }
+}
+
+/// The value of an on/off word, or None when it is not one.
+fn switch(value: &std::ffi::OsStr) -> Option<bool> {
+    let word = value.to_str()?.trim().to_ascii_lowercase();
+    match word.as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses ABATCH_VERBOSE: a level (2 is -vv) or an on/off word (on is -v).
+#[derive(Clone)]
+struct Verbosity;
+
+impl clap::builder::TypedValueParser for Verbosity {
+    type Value = u8;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<u8, clap::Error> {
+        let level = value.to_str().and_then(|v| v.trim().parse().ok());
+        level
+            .or_else(|| switch(value).map(u8::from))
+            .ok_or_else(|| {
+                invalid_variable(cmd, arg, value, "a level such as 1 or 2, or on or off")
+            })
+    }
+}
+
+/// The usage error for a variable's `value` that is not one of `expected`, naming the variable
+/// and its flag.
+fn invalid_variable(
+    cmd: &clap::Command,
+    arg: Option<&clap::Arg>,
+    value: &std::ffi::OsStr,
+    expected: &str,
+) -> clap::Error {
+    let variable = arg
+        .and_then(clap::Arg::get_env)
+        .map_or_else(|| "the variable".into(), |v| v.to_string_lossy());
+    let flag = arg
+        .and_then(clap::Arg::get_long)
+        .map_or_else(String::new, |long| format!(" (--{long})"));
+    cmd.clone().error(
+        clap::error::ErrorKind::InvalidValue,
+        format!(
+            "invalid value '{}' for {variable}{flag}: expected {expected}",
+            value.to_string_lossy()
+        ),
+    )
 }
 
 /// The headers of one `-H`: one header, or every line of an @FILE.
