@@ -6,7 +6,8 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
 
@@ -156,7 +157,8 @@ pub struct Cli {
     #[arg(long, env = "ABATCH_SINGLE", value_parser = Switch, conflicts_with = "batch_size", help_heading = "Shaping")]
     pub single: bool,
 
-    /// Model name, added to the body as "model" (the OpenAI and Ollama presets need it)
+    /// Model name, added to the body as "model" (the OpenAI and Ollama presets need it); the
+    /// body must be a JSON object (an --api or a --template that makes one)
     #[arg(
         long,
         value_name = "NAME",
@@ -165,19 +167,19 @@ pub struct Cli {
     )]
     pub model: Option<String>,
 
-    /// Add a top-level field to the body, KEY=JSON (repeatable), e.g. max_tokens=64
+    /// Add a top-level field to the body, KEY=JSON (repeatable), e.g. max_tokens=64; the body
+    /// must be a JSON object without that field
     #[arg(long = "set", value_name = "KEY=JSON", value_parser = parse_set, help_heading = "Shaping")]
     pub sets: Vec<Set>,
 
-    /// --api v2: name of the input tensor
+    /// --api v2: name of the input tensor (default: input-0)
     #[arg(
         long,
         value_name = "NAME",
-        default_value = "input-0",
         env = "ABATCH_V2_INPUT",
         help_heading = "Shaping"
     )]
-    pub v2_input: String,
+    pub v2_input: Option<String>,
 
     /// --api v2: datatype of the input tensor (FP32, FP64, INT64, BYTES, BOOL, ...; inferred
     /// from the rows when not given)
@@ -265,11 +267,11 @@ pub struct Cli {
     pub verbose: u8,
 
     /// Show progress on stderr even when it is not a terminal
-    #[arg(long, env = "ABATCH_PROGRESS", value_parser = Switch, overrides_with = "no_progress", help_heading = "Display")]
+    #[arg(long, env = "ABATCH_PROGRESS", value_parser = Switch, help_heading = "Display")]
     pub progress: bool,
 
-    /// Never show progress
-    #[arg(long, env = "ABATCH_NO_PROGRESS", value_parser = Switch, overrides_with = "progress", help_heading = "Display")]
+    /// Never show progress (with --progress, a usage error)
+    #[arg(long, env = "ABATCH_NO_PROGRESS", value_parser = Switch, help_heading = "Display")]
     pub no_progress: bool,
 
     /// Write run statistics as JSON to FILE at the end: counts, latency percentiles, batch
@@ -379,14 +381,32 @@ pub struct Rate {
 }
 
 impl Cli {
-    /// Parses the command line and checks what no single flag can: that no file abatch writes
-    /// is also one it reads (creating it would wipe it before it is read), and that --resume
-    /// can trust the output's line count.
+    /// Parses the command line and checks what no single flag can: that flags do not
+    /// contradict each other, that no file abatch writes is also one it reads (creating it
+    /// would wipe it before it is read), and that --resume can trust the output's line count.
     pub fn parse_checked() -> Result<Cli, clap::Error> {
-        let cli = Cli::try_parse().map_err(url_given_as_file)?;
+        let matches = Cli::command()
+            .try_get_matches()
+            .map_err(url_given_as_file)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
         let conflict = |message: String| {
             Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message)
         };
+        if cli.progress && cli.no_progress {
+            // A flag on the command line wins over a variable; two at the same level clash.
+            let source = |id| matches.value_source(id);
+            match (source("progress"), source("no_progress")) {
+                (a, b) if a == b => {
+                    return Err(conflict(format!(
+                        "{} and {} contradict each other",
+                        given_as(&matches, "progress"),
+                        given_as(&matches, "no_progress")
+                    )));
+                }
+                (Some(ValueSource::CommandLine), _) => cli.no_progress = false,
+                _ => cli.progress = false,
+            }
+        }
         if let Err(problem) = crate::shape::Shape::new(&cli) {
             return Err(Cli::command().error(clap::error::ErrorKind::InvalidValue, problem));
         }
@@ -431,6 +451,21 @@ impl Cli {
     /// Every -H header, those read from files included, in order.
     pub fn headers(&self) -> impl Iterator<Item = &Header> {
         self.headers.iter().flat_map(|h| &h.0)
+    }
+}
+
+/// How `id` was given, for a message: its variable's name if that is where it came from,
+/// else its flag.
+fn given_as(matches: &clap::ArgMatches, id: &str) -> String {
+    let command = Cli::command();
+    let Some(arg) = command.get_arguments().find(|arg| arg.get_id() == id) else {
+        return id.to_owned();
+    };
+    match (matches.value_source(id), arg.get_env()) {
+        (Some(ValueSource::EnvVariable), Some(variable)) => variable.to_string_lossy().into_owned(),
+        _ => arg
+            .get_long()
+            .map_or_else(|| id.to_owned(), |long| format!("--{long}")),
     }
 }
 

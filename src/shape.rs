@@ -145,19 +145,39 @@ impl Shape {
             ));
         }
         for set in &cli.sets {
+            if fields.iter().any(|(key, _)| key == &set.key) {
+                return Err(match (set.key.as_str(), &cli.model) {
+                    ("model", Some(_)) => "--model and --set model both set \"model\"".into(),
+                    (key, _) => format!("--set {key} is given twice"),
+                });
+            }
             fields.push((set.key.clone(), set.value.get().to_owned()));
         }
         let v2 = (preset.v2 && cli.template.is_none()).then(|| V2 {
-            input: cli.v2_input.clone(),
+            input: cli.v2_input.clone().unwrap_or_else(|| "input-0".into()),
             datatype: cli.v2_datatype.clone(),
             output: cli.v2_output.clone(),
         });
+        if v2.is_none() {
+            unused_v2_flags(cli)?;
+        }
         let (before, after) = if v2.is_some() {
             // The tensor is built per batch; the fields go beside "inputs".
+            clashes(cli, &fields, &["inputs".into()], "the --api v2 tensor")?;
             (with_fields("{}", &fields)?, String::new())
         } else {
-            let template = with_fields(template, &fields)?;
-            split_template(&template, token)?
+            split_template(template, token)?;
+            if !fields.is_empty() {
+                let Some(taken) = top_level_keys(template, token) else {
+                    return Err(no_place_for_fields(cli, single));
+                };
+                let from = match cli.api {
+                    Some(api) if cli.template.is_none() => format!("from --api {}", api.name()),
+                    _ => "from --template".into(),
+                };
+                clashes(cli, &fields, &taken, &from)?;
+            }
+            split_template(&with_fields(template, &fields)?, token)?
         };
         Ok(Shape {
             input: pointer("input", &cli.input, None)?,
@@ -416,6 +436,82 @@ fn chat_messages(record: &RawValue) -> Result<Input<'_>, String> {
         Some(messages) if json::elements(messages).is_some() => Ok(Input::Text(messages)),
         _ => Err("a chat record must be a string or an object with a \"messages\" array".into()),
     }
+}
+
+/// The error for --model or --set when the body is not an object: what the body is instead.
+fn no_place_for_fields(cli: &Cli, single: bool) -> String {
+    let flags = match (&cli.model, cli.sets.is_empty()) {
+        (Some(_), false) => "--model and --set have",
+        (Some(_), true) => "--model has",
+        (None, _) => "--set has",
+    };
+    let why = if cli.template.is_some() {
+        "--template is not a JSON object".to_string()
+    } else if single && cli.api.is_none() {
+        "with --single and no --template the body is the record itself; give a --template \
+         such as '{\"input\": $record}'"
+            .to_string()
+    } else if let Some(api) = cli.api {
+        format!("the body of --api {} is not a JSON object", api.name())
+    } else {
+        "without --template (or an --api) the body is the bare JSON array of records; give a \
+         --template such as '{\"input\": $batch}'"
+            .to_string()
+    };
+    format!("{flags} no place in the request: {why}")
+}
+
+/// Refuses a field (from --model or --set) the body already has among `taken`, which came
+/// `from` there.
+fn clashes(
+    cli: &Cli,
+    fields: &[(String, String)],
+    taken: &[String],
+    from: &str,
+) -> Result<(), String> {
+    match fields.iter().find(|(key, _)| taken.contains(key)) {
+        Some((key, _)) => {
+            let flag = match (key.as_str(), &cli.model) {
+                ("model", Some(_)) => "--model".to_string(),
+                _ => format!("--set {key}"),
+            };
+            Err(format!(
+                "{flag}: the body already has a member \"{key}\" ({from})"
+            ))
+        }
+        None => Ok(()),
+    }
+}
+
+/// The names of the top-level members of `template` with `token` filled in, or None when
+/// it is not an object.
+fn top_level_keys(template: &str, token: &str) -> Option<Vec<String>> {
+    let probe = template.replacen(token, "null", 1);
+    let probe: &RawValue = serde_json::from_str(&probe).ok()?;
+    let members = json::members(probe)?;
+    Some(members.into_iter().map(|(key, _)| key).collect())
+}
+
+/// Refuses the --v2-* flags where there is no v2 tensor for them to shape.
+fn unused_v2_flags(cli: &Cli) -> Result<(), String> {
+    let given: Vec<&str> = [
+        ("--v2-input", cli.v2_input.is_some()),
+        ("--v2-datatype", cli.v2_datatype.is_some()),
+        ("--v2-output", cli.v2_output.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, given)| given.then_some(flag))
+    .collect();
+    let (flags, verb) = match given[..] {
+        [] => return Ok(()),
+        [one] => (one.to_string(), "applies"),
+        _ => (given.join(" and "), "apply"),
+    };
+    Err(if cli.api == Some(Api::V2) {
+        format!("{flags} {verb} to the --api v2 tensor, which --template replaces")
+    } else {
+        format!("{flags} only {verb} to --api v2")
+    })
 }
 
 /// Adds top-level `fields` (name, JSON text) to the object `template`, at its start.

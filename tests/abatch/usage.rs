@@ -85,6 +85,119 @@ fn values_past_their_bound_are_usage_errors_naming_it() {
     );
 }
 
+/// Environment variables to set, name and value.
+type Vars<'a> = &'a [(&'a str, &'a str)];
+
+#[test]
+fn contradictory_or_meaningless_flags_are_usage_errors_that_say_why() {
+    let server = quick_server();
+    let cases: &[(&[&str], Vars, &str)] = &[
+        (
+            &["--progress", "--no-progress"],
+            &[],
+            "--progress and --no-progress contradict each other",
+        ),
+        (
+            &[],
+            &[("ABATCH_PROGRESS", "1"), ("ABATCH_NO_PROGRESS", "yes")],
+            "ABATCH_PROGRESS and ABATCH_NO_PROGRESS contradict each other",
+        ),
+        (
+            &["--v2-input", "x"],
+            &[],
+            "--v2-input only applies to --api v2",
+        ),
+        (
+            &[],
+            &[("ABATCH_V2_INPUT", "x"), ("ABATCH_API", "tfserving")],
+            "--v2-input only applies to --api v2",
+        ),
+        (
+            &[
+                "--api",
+                "tfserving",
+                "--v2-datatype",
+                "FP32",
+                "--v2-output",
+                "o",
+            ],
+            &[],
+            "--v2-datatype and --v2-output only apply to --api v2",
+        ),
+        (
+            &[
+                "--api",
+                "v2",
+                "--template",
+                r#"{"rows": $batch}"#,
+                "--v2-input",
+                "x",
+            ],
+            &[],
+            "--v2-input applies to the --api v2 tensor, which --template replaces",
+        ),
+        (
+            &["--model", "m"],
+            &[],
+            "--model has no place in the request: without --template (or an --api) the body \
+             is the bare JSON array of records; give a --template such as '{\"input\": $batch}'",
+        ),
+        (
+            &["--single", "--set", "k=1"],
+            &[],
+            "--set has no place in the request: with --single and no --template the body is \
+             the record itself; give a --template such as '{\"input\": $record}'",
+        ),
+        (
+            &["--template", "[$batch]", "--model", "m", "--set", "k=1"],
+            &[],
+            "--model and --set have no place in the request: --template is not a JSON object",
+        ),
+        (
+            &[
+                "--api",
+                "openai-embeddings",
+                "--model",
+                "m",
+                "--set",
+                "input=1",
+            ],
+            &[],
+            "--set input: the body already has a member \"input\" (from --api openai-embeddings)",
+        ),
+        (
+            &["--model", "m", "--set", "model=\"n\""],
+            &[],
+            "--model and --set model both set \"model\"",
+        ),
+    ];
+    for (args, vars, expected) in cases {
+        let out = abatch_to(&server)
+            .args(*args)
+            .envs(vars.iter().copied())
+            .write_stdin("[1]\n")
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            stderr.starts_with(&format!("error: {expected}\n")),
+            "{args:?} {vars:?}: {stderr}"
+        );
+    }
+    assert!(server.requests().is_empty());
+
+    // A flag on the command line wins over a variable that says the opposite.
+    let out = abatch_to(&server)
+        .env("ABATCH_PROGRESS", "1")
+        .args(["--no-progress", "-b", "1"])
+        .write_stdin(records(0..2))
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(!stderr.contains(" in flight"), "{stderr}");
+    assert_eq!(sizes(&server), [1, 1]);
+}
+
 #[test]
 fn url_is_required_and_must_be_http() {
     for args in [
