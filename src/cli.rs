@@ -33,30 +33,30 @@ pub struct Cli {
 
     /// Longest input line accepted (at most 4GiB); a longer one is an input error, not an
     /// out-of-memory
-    #[arg(long, value_name = "BYTES", default_value = "64MiB", value_parser = parse_bytes, help_heading = "Input", env = "ABATCH_MAX_LINE_BYTES")]
+    #[arg(long, value_name = "BYTES", default_value = "64MiB", value_parser = parse_bytes, allow_hyphen_values = true, help_heading = "Input", env = "ABATCH_MAX_LINE_BYTES")]
     pub max_line_bytes: NonZeroUsize,
 
     /// Most records in one batch (1 to 1000000)
-    #[arg(short, long, value_name = "N", default_value = "32", value_parser = parse_batch_size, help_heading = "Batching", env = "ABATCH_BATCH_SIZE")]
+    #[arg(short, long, value_name = "N", default_value = "32", value_parser = parse_batch_size, allow_negative_numbers = true, help_heading = "Batching", env = "ABATCH_BATCH_SIZE")]
     pub batch_size: NonZeroUsize,
 
     /// Send a batch that is not full this long after its first record arrived (e.g. 100ms, 2s,
     /// 1m; 0s sends whatever has arrived; at most 7days)
-    #[arg(short = 't', long, value_name = "DURATION", default_value = "100ms", value_parser = parse_delay, help_heading = "Batching", env = "ABATCH_BATCH_TIMEOUT")]
+    #[arg(short = 't', long, value_name = "DURATION", default_value = "100ms", value_parser = parse_delay, allow_hyphen_values = true, help_heading = "Batching", env = "ABATCH_BATCH_TIMEOUT")]
     pub batch_timeout: Duration,
 
     /// Also send a batch before its body (the JSON array) would grow past this size (e.g. 4MiB;
     /// at most 4GiB)
-    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, help_heading = "Batching", env = "ABATCH_MAX_BATCH_BYTES")]
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, allow_hyphen_values = true, help_heading = "Batching", env = "ABATCH_MAX_BATCH_BYTES")]
     pub max_batch_bytes: Option<NonZeroUsize>,
 
     /// Most batches in flight at once (1 to 10000); reading pauses while that many are
     /// outstanding
-    #[arg(short, long, value_name = "N", default_value = "4", value_parser = parse_concurrency, help_heading = "Requests", env = "ABATCH_CONCURRENCY")]
+    #[arg(short, long, value_name = "N", default_value = "4", value_parser = parse_concurrency, allow_negative_numbers = true, help_heading = "Requests", env = "ABATCH_CONCURRENCY")]
     pub concurrency: NonZeroUsize,
 
     /// Give up on an attempt that has not been fully answered after this long (at most 7days)
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_limit, help_heading = "Requests", env = "ABATCH_TIMEOUT")]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_limit, allow_hyphen_values = true, help_heading = "Requests", env = "ABATCH_TIMEOUT")]
     pub timeout: Duration,
 
     /// Start at most N requests per second or minute, retries included (e.g. 20/s, 600/m)
@@ -82,7 +82,7 @@ pub struct Cli {
     pub insecure: bool,
 
     /// Longest response body accepted (at most 4GiB); a longer one fails its batch
-    #[arg(long, value_name = "BYTES", default_value = "256MiB", value_parser = parse_bytes, help_heading = "Requests", env = "ABATCH_MAX_RESPONSE_BYTES")]
+    #[arg(long, value_name = "BYTES", default_value = "256MiB", value_parser = parse_bytes, allow_hyphen_values = true, help_heading = "Requests", env = "ABATCH_MAX_RESPONSE_BYTES")]
     pub max_response_bytes: NonZeroUsize,
 
     /// Speak a known API: a preset of the shaping flags below (explicit flags win)
@@ -226,6 +226,7 @@ pub struct Cli {
         value_name = "N",
         default_value = "3",
         value_parser = parse_retries,
+        allow_negative_numbers = true,
         help_heading = "Reliability",
         env = "ABATCH_RETRIES"
     )]
@@ -233,7 +234,7 @@ pub struct Cli {
 
     /// Base of the exponential backoff between attempts, with full jitter, capped at 30s;
     /// a Retry-After from the server is honoured (at most 7days)
-    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_delay, help_heading = "Reliability", env = "ABATCH_RETRY_BACKOFF")]
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_delay, allow_hyphen_values = true, help_heading = "Reliability", env = "ABATCH_RETRY_BACKOFF")]
     pub retry_backoff: Duration,
 
     /// What a batch that still fails does: stop the run (abort), write nothing for its
@@ -655,6 +656,13 @@ fn whole(text: &str, min: u64, max: u64) -> Result<u64, String> {
     }
 }
 
+/// Whether `text` is a negative number (with or without a unit), rather than a flag that took
+/// the place of a value.
+fn negative(text: &str) -> bool {
+    let mut chars = text.trim().chars();
+    chars.next() == Some('-') && chars.next().is_some_and(|c| c.is_ascii_digit())
+}
+
 /// A delay, which may be zero (send whatever has arrived without waiting).
 fn parse_delay(text: &str) -> Result<Duration, String> {
     let too_long = || {
@@ -663,6 +671,9 @@ fn parse_delay(text: &str) -> Result<Duration, String> {
             humantime::format_duration(MAX_DURATION)
         )
     };
+    if negative(text) {
+        return Err("must not be negative".into());
+    }
     let delay = humantime::parse_duration(text.trim()).map_err(|e| match e {
         humantime::DurationError::NumberOverflow => too_long(),
         e => format!("{e} (expected a duration such as 100ms, 2s or 1m)"),
@@ -683,6 +694,9 @@ fn parse_limit(text: &str) -> Result<Duration, String> {
 }
 
 fn parse_bytes(text: &str) -> Result<NonZeroUsize, String> {
+    if negative(text) {
+        return Err("must be at least 1 byte".into());
+    }
     let size: bytesize::ByteSize = text
         .trim()
         .parse()

@@ -199,6 +199,37 @@ fn contradictory_or_meaningless_flags_are_usage_errors_that_say_why() {
 }
 
 #[test]
+fn a_negative_number_gets_a_plain_message() {
+    for (args, expected) in [
+        (["-b", "-1"], "must be at least 1"),
+        (["-c", "-5"], "must be at least 1"),
+        (["--retries", "-1"], "must be at least 0"),
+        (["--max-line-bytes", "-1"], "must be at least 1 byte"),
+        (["--max-batch-bytes", "-1KiB"], "must be at least 1 byte"),
+        (["-t", "-1s"], "must not be negative"),
+        (["--timeout", "-2s"], "must not be negative"),
+    ] {
+        let out = abatch()
+            .args(["-u", "http://127.0.0.1:9/"])
+            .args(args)
+            .write_stdin(records(0..1))
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with(&format!("error: invalid value '{}' for '--", args[1]))
+                && first.ends_with(&format!(": {expected}")),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("-- "),
+            "no hint to escape the value: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn url_is_required_and_must_be_http() {
     for args in [
         &[][..],
