@@ -10,6 +10,8 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 /// Send newline-delimited JSON records to an HTTP inference endpoint in batches, and write one
 /// result per record.
@@ -72,10 +74,11 @@ pub struct Cli {
     #[arg(
         long,
         value_name = "FILE",
+        value_parser = CaCertParser,
         help_heading = "Requests",
         env = "ABATCH_CACERT"
     )]
-    pub cacert: Option<PathBuf>,
+    pub cacert: Option<CaCerts>,
 
     /// Do not verify TLS certificates (says so on stderr)
     #[arg(long, help_heading = "Requests", env = "ABATCH_INSECURE", value_parser = Switch)]
@@ -506,10 +509,14 @@ pub const EXIT_STATUSES: [(&str, &str); 6] = [
     ),
     (
         "1",
-        "aborted: a batch failed under --on-error abort, an input line is invalid, or a file \
-         could not be read or written",
+        "aborted: a batch failed under --on-error abort, an input line is invalid, an input \
+         FILE could not be read, or an output could not be written",
     ),
-    ("2", "usage error; nothing was read or sent"),
+    (
+        "2",
+        "usage error, a file named by a flag (--cacert, -H @FILE) that cannot be read \
+         included; no input was read and nothing sent",
+    ),
     (
         "3",
         "finished, but some records failed (--on-error skip or null)",
@@ -558,6 +565,83 @@ fn after_long_help() -> String {
         text.push_str(&format!("  # {what}\n  {command}\n"));
     }
     text
+}
+
+/// The CA certificates of --cacert, read with the command line, so that a file that cannot
+/// be read is a usage error like any other, before anything is read or sent.
+#[derive(Clone)]
+pub struct CaCerts {
+    pub certs: Vec<reqwest::Certificate>,
+}
+
+impl fmt::Debug for CaCerts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} CA certificates", self.certs.len())
+    }
+}
+
+/// Reads and parses the --cacert file.
+#[derive(Clone)]
+struct CaCertParser;
+
+impl clap::builder::TypedValueParser for CaCertParser {
+    type Value = CaCerts;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<CaCerts, clap::Error> {
+        let path = Path::new(value);
+        let refuse = |message: String| {
+            let kind = clap::error::ErrorKind::InvalidValue;
+            cmd.clone().error(kind, message)
+        };
+        let pem = std::fs::read(path).map_err(|e| refuse(unreadable("--cacert ", path, &e)))?;
+        let ders = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| refuse(format!("--cacert {}: {}", path.display(), pem_problem(&e))))?;
+        if ders.is_empty() {
+            return Err(refuse(format!(
+                "--cacert {} holds no PEM certificate",
+                path.display()
+            )));
+        }
+        // Checked here, because the HTTP client would only say "BadEncoding" when it starts.
+        let malformed = |number: usize| {
+            refuse(format!(
+                "--cacert {}: certificate {number} of {} is malformed",
+                path.display(),
+                ders.len()
+            ))
+        };
+        let mut certs = Vec::with_capacity(ders.len());
+        for (number, der) in (1..).zip(&ders) {
+            webpki::anchor_from_trusted_cert(der).map_err(|_| malformed(number))?;
+            certs.push(reqwest::Certificate::from_der(der).map_err(|_| malformed(number))?);
+        }
+        Ok(CaCerts { certs })
+    }
+}
+
+/// What is wrong with a PEM file, in words (some of rustls' messages show bytes as numbers).
+fn pem_problem(error: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match error {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "a section has no closing line (-----END {}-----)",
+            String::from_utf8_lossy(end_marker)
+        ),
+        Error::IllegalSectionStart { .. } => "a section's opening line is malformed".into(),
+        Error::Base64Decode(_) => "a section is not valid base64".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The message for a file named by a flag that cannot be read: the same for every such flag.
+fn unreadable(flag: &str, path: &Path, error: &std::io::Error) -> String {
+    format!("cannot read {flag}{}: {error}", path.display())
 }
 
 /// A request header whose value is kept out of every message.
@@ -830,8 +914,15 @@ impl clap::builder::TypedValueParser for HeaderParser {
         let text = value
             .to_str()
             .ok_or_else(|| invalid("not valid UTF-8".into()))?;
-        match text.strip_prefix('@') {
-            Some(path) => read_headers(Path::new(path)).map_err(invalid),
+        match text.strip_prefix('@').map(Path::new) {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    let message = unreadable("-H @", path, &e);
+                    cmd.clone()
+                        .error(clap::error::ErrorKind::InvalidValue, message)
+                })?;
+                headers_in(&text, path).map_err(invalid)
+            }
             None => parse_header(text)
                 .map(|h| Headers(vec![h]))
                 .map_err(invalid),
@@ -839,10 +930,9 @@ impl clap::builder::TypedValueParser for HeaderParser {
     }
 }
 
-/// The headers in a file, one per line; blank lines and lines starting with '#' are skipped.
-fn read_headers(path: &Path) -> Result<Headers, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+/// The headers in `text`, the content of the file at `path`, one per line; blank lines and
+/// lines starting with '#' are skipped.
+fn headers_in(text: &str, path: &Path) -> Result<Headers, String> {
     let mut headers = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -898,11 +988,12 @@ mod tests {
             "# secrets\nAuthorization: Bearer s3cret\n\nX-Key: k\n",
         )
         .unwrap();
-        let headers = read_headers(&path).unwrap();
+        let read = |path: &Path| headers_in(&std::fs::read_to_string(path).unwrap(), path);
+        let headers = read(&path).unwrap();
         let names: Vec<_> = headers.0.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["authorization", "x-key"]);
         std::fs::write(&path, "X-Ok: 1\nX-Bad: s3cret\u{7f}\n").unwrap();
-        let err = read_headers(&path).unwrap_err();
+        let err = read(&path).unwrap_err();
         assert!(
             err.ends_with(
                 "headers:2: the value of header 'x-bad' has characters a header cannot carry"
@@ -910,11 +1001,6 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("s3cret"));
-        assert!(
-            read_headers(&dir.path().join("missing"))
-                .unwrap_err()
-                .starts_with("cannot read ")
-        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
@@ -120,23 +120,8 @@ impl Client {
             }))
             .tcp_nodelay(true)
             .tls_danger_accept_invalid_certs(cli.insecure);
-        if let Some(path) = &cli.cacert {
-            let pem = std::fs::read(path)
-                .with_context(|| format!("cannot read --cacert {}", path.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                anyhow!(
-                    "--cacert {} holds no usable PEM certificate: {}",
-                    path.display(),
-                    root_cause(&e)
-                )
-            })?;
-            if certs.is_empty() {
-                return Err(anyhow!(
-                    "--cacert {} holds no PEM certificate",
-                    path.display()
-                ));
-            }
-            builder = builder.tls_certs_merge(certs);
+        if let Some(ca) = &cli.cacert {
+            builder = builder.tls_certs_merge(ca.certs.clone());
         }
         let http = builder
             .build()

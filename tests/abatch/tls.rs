@@ -55,16 +55,31 @@ fn tls_is_verified_unless_a_ca_is_given_or_checks_are_off() {
         "abatch: warning: --insecure: TLS certificates are not verified\n"
     );
 
+    // A --cacert file that is not what it should be is a usage error, as for -H @FILE.
     let not_pem = dir.path().join("not.pem");
-    std::fs::write(&not_pem, "hello").unwrap();
-    let out = abatch_to(&server)
-        .arg("--cacert")
-        .arg(&not_pem)
-        .write_stdin(records(0..2))
-        .assert()
-        .code(1);
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-    assert!(stderr.contains("holds no PEM certificate"), "{stderr}");
+    for (content, problem) in [
+        ("hello", " holds no PEM certificate"),
+        (
+            "-----BEGIN CERTIFICATE-----\nZ2FyYmFnZQ==\n-----END CERTIFICATE-----\n",
+            ": certificate 1 of 1 is malformed",
+        ),
+        (
+            "-----BEGIN CERTIFICATE-----\nZ2FyYmFnZQ==\n",
+            ": a section has no closing line (-----END CERTIFICATE-----)",
+        ),
+    ] {
+        std::fs::write(&not_pem, content).unwrap();
+        let out = abatch_to(&server)
+            .arg("--cacert")
+            .arg(&not_pem)
+            .write_stdin(records(0..2))
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        let expected = format!("error: --cacert {}{problem}\n", not_pem.display());
+        assert!(stderr.starts_with(&expected), "{stderr}");
+    }
+    assert_eq!(server.requests().len(), 2, "the runs that were let through");
 }
 
 /// A CA: its certificate in PEM, and what signs with it.

@@ -278,6 +278,31 @@ fn a_url_given_as_a_file_is_pointed_out() {
 }
 
 #[test]
+fn a_file_named_by_a_flag_that_cannot_be_read_is_a_usage_error() {
+    let server = quick_server();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let folder = dir.path().display().to_string();
+    let missing = missing.display().to_string();
+    for (flag, prefix, path, problem) in [
+        ("--cacert", "", &missing, "No such file or directory"),
+        ("--cacert", "", &folder, "Is a directory"),
+        ("-H", "@", &missing, "No such file or directory"),
+        ("-H", "@", &folder, "Is a directory"),
+    ] {
+        let out = abatch_to(&server)
+            .args([flag, &format!("{prefix}{path}")])
+            .write_stdin(records(0..1))
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        let expected = format!("error: cannot read {flag} {prefix}{path}: {problem} (os error ");
+        assert!(stderr.starts_with(&expected), "{stderr}");
+    }
+    assert!(server.requests().is_empty());
+}
+
+#[test]
 fn header_values_never_appear_in_errors() {
     let out = abatch()
         .args([
