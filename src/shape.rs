@@ -211,7 +211,7 @@ impl Shape {
     }
 
     /// What is sent for `record`, or why it cannot be sent (it names the flag at fault).
-    pub fn input<'a>(&self, record: &'a RawValue) -> Result<Input<'a>, String> {
+    fn input<'a>(&self, record: &'a RawValue) -> Result<Input<'a>, String> {
         if self.merge.is_some() && !json::is_object(record) {
             return Err("--merge needs each record to be a JSON object".into());
         }
@@ -225,6 +225,29 @@ impl Shape {
             return chat_messages(part);
         }
         Ok(Input::Text(part))
+    }
+
+    /// What is sent for each of a batch's records, or why a record cannot be sent. With
+    /// --api v2, a row of another length than the batch's first fails alone, so that the rows
+    /// around it still make a tensor.
+    pub fn inputs<'a>(
+        &self,
+        records: impl Iterator<Item = &'a RawValue>,
+    ) -> Vec<Result<Input<'a>, String>> {
+        let mut inputs: Vec<_> = records.map(|record| self.input(record)).collect();
+        if self.v2.is_some() {
+            let mut first = None;
+            for input in &mut inputs {
+                let Ok(row) = input else { continue };
+                let width = json::elements(row.text()).map(|values| values.len());
+                match first {
+                    None => first = Some(width),
+                    Some(first) if first != width => *input = Err(uneven(width, first)),
+                    Some(_) => {}
+                }
+            }
+        }
+        inputs
     }
 
     /// The request body for these inputs, or what is wrong with one of them (by its
@@ -708,15 +731,9 @@ fn tensor_of(
         if i == 0 {
             width = this;
         } else if this != width {
-            let count =
-                |n: Option<usize>| n.map_or("a single value".into(), |n| format!("{n} values"));
             return Err(BodyError {
                 row: Some(i),
-                message: format!(
-                    "the row has {} where the batch's first has {} (--api v2 needs rows of equal length)",
-                    count(this),
-                    count(width)
-                ),
+                message: uneven(this, width),
             });
         }
     }
@@ -728,6 +745,21 @@ fn tensor_of(
             .to_owned(),
     };
     Ok((width, datatype))
+}
+
+/// Why a v2 row of `width` values (None: a single value, not an array) cannot go with rows
+/// of `first`.
+fn uneven(width: Option<usize>, first: Option<usize>) -> String {
+    let count = |n: Option<usize>| match n {
+        None => "a single value".to_string(),
+        Some(1) => "1 value".to_string(),
+        Some(n) => format!("{n} values"),
+    };
+    format!(
+        "the row has {} where the batch's first has {} (--api v2 needs rows of equal length)",
+        count(width),
+        count(first)
+    )
 }
 
 #[derive(Default)]
@@ -861,7 +893,7 @@ mod tests {
         assert!(
             uneven
                 .message
-                .starts_with("the row has 1 values where the batch's first has 2")
+                .starts_with("the row has 1 value where the batch's first has 2 values")
         );
         let words = [raw(r#""a""#), raw(r#""b""#)];
         let inputs: Vec<Input> = words.iter().map(|r| Input::Text(r)).collect();
