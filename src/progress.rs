@@ -6,6 +6,7 @@
 //! Everything else abatch writes on stderr goes through [`Stderr`], which lifts the display
 //! out of the way first, so a message never lands in the middle of it.
 
+use std::fmt;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -41,6 +42,23 @@ impl Write for Stderr {
 
     fn flush(&mut self) -> io::Result<()> {
         io::stderr().flush()
+    }
+}
+
+/// The time on each -v line: seconds since logging started, to the millisecond ("0.054s"),
+/// which is as fine as the latencies they sit beside need.
+pub struct Uptime(std::time::Instant);
+
+impl Default for Uptime {
+    fn default() -> Uptime {
+        Uptime(std::time::Instant::now())
+    }
+}
+
+impl tracing_subscriber::fmt::time::FormatTime for Uptime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> fmt::Result {
+        let elapsed = self.0.elapsed();
+        write!(w, "{}.{:03}s", elapsed.as_secs(), elapsed.subsec_millis())
     }
 }
 

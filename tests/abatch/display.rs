@@ -326,6 +326,16 @@ fn verbose_logs_each_request_and_never_a_header_value() {
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     let logged: Vec<&str> = stderr.lines().filter(|l| l.contains(" INFO ")).collect();
     assert_eq!(logged.len(), 3, "{stderr}");
+    for line in &logged {
+        // Seconds to the millisecond, as README shows: "0.054s  INFO batch 1 ...".
+        let (time, rest) = line.split_once("s  INFO batch ").unwrap_or_default();
+        let (seconds, millis) = time.split_once('.').unwrap_or_default();
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        assert!(
+            digits(seconds) && millis.len() == 3 && digits(millis) && !rest.is_empty(),
+            "{line}"
+        );
+    }
     assert!(
         logged[0].contains("batch 1 (lines 1-3 of <stdin>), 3 records, attempt 1: HTTP 503"),
         "{stderr}"
