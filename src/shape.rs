@@ -380,22 +380,23 @@ fn try_results(answer: &RawValue) -> String {
             elements.len()
         );
     }
-    let arrays_in = |object: &RawValue, at: &str| -> Vec<(String, usize)> {
+    // The pointer to member `name` of the value at `parent`, escaped as RFC 6901 says.
+    let pointer = |parent: &str, name: &str| {
+        format!("{parent}/{}", name.replace('~', "~0").replace('/', "~1"))
+    };
+    let arrays_in = |object: &RawValue, parent: &str| -> Vec<(String, usize)> {
         json::members(object)
             .unwrap_or_default()
             .into_iter()
             .filter_map(|(name, value)| {
-                let length = json::elements(value)?.len();
-                let token = name.replace('~', "~0").replace('/', "~1");
-                Some((format!("{at}/{token}"), length))
+                Some((pointer(parent, &name), json::elements(value)?.len()))
             })
             .collect()
     };
     let mut arrays = arrays_in(answer, "");
     if arrays.is_empty() {
         for (name, value) in json::members(answer).unwrap_or_default() {
-            let token = name.replace('~', "~0").replace('/', "~1");
-            arrays.extend(arrays_in(value, &format!("/{token}")));
+            arrays.extend(arrays_in(value, &pointer("", &name)));
         }
     }
     match &arrays[..] {
