@@ -62,7 +62,7 @@ fn log_requests(verbose: u8) {
         .with_default(theirs);
     let format = tracing_subscriber::fmt::layer()
         .with_target(false)
-        .with_timer(tracing_subscriber::fmt::time::uptime())
+        .with_timer(progress::Uptime::default())
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(|| progress::Stderr);
     tracing_subscriber::registry()

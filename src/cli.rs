@@ -6,10 +6,12 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::builder::FalseyValueParser;
-use clap::{CommandFactory, Parser};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use reqwest::Url;
 use reqwest::header::{HeaderName, HeaderValue};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
 
 /// Send newline-delimited JSON records to an HTTP inference endpoint in batches, and write one
 /// result per record.
@@ -23,7 +25,7 @@ use reqwest::header::{HeaderName, HeaderValue};
 #[command(name = "abatch", version)]
 #[command(after_long_help = after_long_help())]
 pub struct Cli {
-    /// Endpoint to POST each batch to (http or https)
+    /// Endpoint to POST each batch to (http or https; http when no scheme is given)
     #[arg(short, long, env = "ABATCH_URL", hide_env_values = true, value_name = "URL", value_parser = parse_url, required_unless_present = "generate")]
     pub url: Option<Url>,
 
@@ -31,28 +33,32 @@ pub struct Cli {
     #[arg(value_name = "FILE")]
     pub inputs: Vec<PathBuf>,
 
-    /// Longest input line accepted; a longer one is an input error, not an out-of-memory
-    #[arg(long, value_name = "BYTES", default_value = "64MiB", value_parser = parse_bytes, help_heading = "Input", env = "ABATCH_MAX_LINE_BYTES")]
+    /// Longest input line accepted (at most 4GiB); a longer one is an input error, not an
+    /// out-of-memory
+    #[arg(long, value_name = "BYTES", default_value = "64MiB", value_parser = parse_bytes, allow_hyphen_values = true, help_heading = "Input", env = "ABATCH_MAX_LINE_BYTES")]
     pub max_line_bytes: NonZeroUsize,
 
-    /// Most records in one batch
-    #[arg(short, long, value_name = "N", default_value = "32", value_parser = parse_count, help_heading = "Batching", env = "ABATCH_BATCH_SIZE")]
+    /// Most records in one batch (1 to 1000000)
+    #[arg(short, long, value_name = "N", default_value = "32", value_parser = parse_batch_size, allow_negative_numbers = true, help_heading = "Batching", env = "ABATCH_BATCH_SIZE")]
     pub batch_size: NonZeroUsize,
 
-    /// Send a batch that is not full this long after its first record arrived (e.g. 100ms, 2s, 1m)
-    #[arg(short = 't', long, value_name = "DURATION", default_value = "100ms", value_parser = parse_delay, help_heading = "Batching", env = "ABATCH_BATCH_TIMEOUT")]
+    /// Send a batch that is not full this long after its first record arrived (e.g. 100ms, 2s,
+    /// 1m; 0s sends whatever has arrived; at most 7days)
+    #[arg(short = 't', long, value_name = "DURATION", default_value = "100ms", value_parser = parse_delay, allow_hyphen_values = true, help_heading = "Batching", env = "ABATCH_BATCH_TIMEOUT")]
     pub batch_timeout: Duration,
 
-    /// Also send a batch before its body (the JSON array) would grow past this size (e.g. 4MiB)
-    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, help_heading = "Batching", env = "ABATCH_MAX_BATCH_BYTES")]
+    /// Also send a batch before its body (the JSON array) would grow past this size (e.g. 4MiB;
+    /// at most 4GiB)
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes, allow_hyphen_values = true, help_heading = "Batching", env = "ABATCH_MAX_BATCH_BYTES")]
     pub max_batch_bytes: Option<NonZeroUsize>,
 
-    /// Most batches in flight at once; reading pauses while that many are outstanding
-    #[arg(short, long, value_name = "N", default_value = "4", value_parser = parse_count, help_heading = "Requests", env = "ABATCH_CONCURRENCY")]
+    /// Most batches in flight at once (1 to 10000); reading pauses while that many are
+    /// outstanding
+    #[arg(short, long, value_name = "N", default_value = "4", value_parser = parse_concurrency, allow_negative_numbers = true, help_heading = "Requests", env = "ABATCH_CONCURRENCY")]
     pub concurrency: NonZeroUsize,
 
-    /// Give up on an attempt that has not been fully answered after this long
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_limit, help_heading = "Requests", env = "ABATCH_TIMEOUT")]
+    /// Give up on an attempt that has not been fully answered after this long (at most 7days)
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_limit, allow_hyphen_values = true, help_heading = "Requests", env = "ABATCH_TIMEOUT")]
     pub timeout: Duration,
 
     /// Start at most N requests per second or minute, retries included (e.g. 20/s, 600/m)
@@ -68,17 +74,18 @@ pub struct Cli {
     #[arg(
         long,
         value_name = "FILE",
+        value_parser = CaCertParser,
         help_heading = "Requests",
         env = "ABATCH_CACERT"
     )]
-    pub cacert: Option<PathBuf>,
+    pub cacert: Option<CaCerts>,
 
     /// Do not verify TLS certificates (says so on stderr)
-    #[arg(long, help_heading = "Requests", env = "ABATCH_INSECURE", value_parser = FalseyValueParser::new())]
+    #[arg(long, help_heading = "Requests", env = "ABATCH_INSECURE", value_parser = Switch)]
     pub insecure: bool,
 
-    /// Longest response body accepted; a longer one fails its batch
-    #[arg(long, value_name = "BYTES", default_value = "256MiB", value_parser = parse_bytes, help_heading = "Requests", env = "ABATCH_MAX_RESPONSE_BYTES")]
+    /// Longest response body accepted (at most 4GiB); a longer one fails its batch
+    #[arg(long, value_name = "BYTES", default_value = "256MiB", value_parser = parse_bytes, allow_hyphen_values = true, help_heading = "Requests", env = "ABATCH_MAX_RESPONSE_BYTES")]
     pub max_response_bytes: NonZeroUsize,
 
     /// Speak a known API: a preset of the shaping flags below (explicit flags win)
@@ -150,10 +157,11 @@ pub struct Cli {
 
     /// One record per request: the record (or its --input part, at $record in --template) is
     /// the body, and the answer (or --result in it) its result
-    #[arg(long, env = "ABATCH_SINGLE", value_parser = FalseyValueParser::new(), conflicts_with = "batch_size", help_heading = "Shaping")]
+    #[arg(long, env = "ABATCH_SINGLE", value_parser = Switch, conflicts_with = "batch_size", help_heading = "Shaping")]
     pub single: bool,
 
-    /// Model name, added to the body as "model" (the OpenAI and Ollama presets need it)
+    /// Model name, added to the body as "model" (the OpenAI and Ollama presets need it); the
+    /// body must be a JSON object (an --api or a --template that makes one)
     #[arg(
         long,
         value_name = "NAME",
@@ -162,19 +170,19 @@ pub struct Cli {
     )]
     pub model: Option<String>,
 
-    /// Add a top-level field to the body, KEY=JSON (repeatable), e.g. max_tokens=64
+    /// Add a top-level field to the body, KEY=JSON (repeatable), e.g. max_tokens=64; the body
+    /// must be a JSON object without that field
     #[arg(long = "set", value_name = "KEY=JSON", value_parser = parse_set, help_heading = "Shaping")]
     pub sets: Vec<Set>,
 
-    /// --api v2: name of the input tensor
+    /// --api v2: name of the input tensor (default: input-0)
     #[arg(
         long,
         value_name = "NAME",
-        default_value = "input-0",
         env = "ABATCH_V2_INPUT",
         help_heading = "Shaping"
     )]
-    pub v2_input: String,
+    pub v2_input: Option<String>,
 
     /// --api v2: datatype of the input tensor (FP32, FP64, INT64, BYTES, BOOL, ...; inferred
     /// from the rows when not given)
@@ -206,33 +214,35 @@ pub struct Cli {
     pub output: Option<PathBuf>,
 
     /// Write results in input order (default: as each batch completes)
-    #[arg(long, help_heading = "Output", env = "ABATCH_ORDERED", value_parser = FalseyValueParser::new())]
+    #[arg(long, help_heading = "Output", env = "ABATCH_ORDERED", value_parser = Switch)]
     pub ordered: bool,
 
     /// Continue an interrupted run: keep the complete lines of --output, skip that many
     /// records, and append the rest (needs --ordered and --output)
-    #[arg(long, requires_all = ["ordered", "output"], help_heading = "Output", env = "ABATCH_RESUME", value_parser = FalseyValueParser::new())]
+    #[arg(long, requires_all = ["ordered", "output"], help_heading = "Output", env = "ABATCH_RESUME", value_parser = Switch)]
     pub resume: bool,
 
     /// Extra attempts for a batch that failed in a way that may pass on a second try
-    /// (no connection, timeout, HTTP 408, 429, 500, 502, 503, 504)
+    /// (no connection, timeout, HTTP 408, 429, 500, 502, 503, 504); 0 to 1000
     #[arg(
         long,
         value_name = "N",
         default_value = "3",
+        value_parser = parse_retries,
+        allow_negative_numbers = true,
         help_heading = "Reliability",
         env = "ABATCH_RETRIES"
     )]
     pub retries: u32,
 
     /// Base of the exponential backoff between attempts, with full jitter, capped at 30s;
-    /// a Retry-After from the server is honoured
-    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_delay, help_heading = "Reliability", env = "ABATCH_RETRY_BACKOFF")]
+    /// a Retry-After from the server is honoured (at most 7days)
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_delay, allow_hyphen_values = true, help_heading = "Reliability", env = "ABATCH_RETRY_BACKOFF")]
     pub retry_backoff: Duration,
 
     /// The longest one wait between attempts may be: the backoff stops growing there, and a
-    /// server asking (with Retry-After) to wait longer fails the batch instead
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_limit, help_heading = "Reliability", env = "ABATCH_RETRY_MAX_WAIT")]
+    /// server asking (with Retry-After) to wait longer fails the batch instead (at most 7days)
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_limit, allow_hyphen_values = true, help_heading = "Reliability", env = "ABATCH_RETRY_MAX_WAIT")]
     pub retry_max_wait: Duration,
 
     /// What a batch that still fails does: stop the run (abort), write nothing for its
@@ -252,25 +262,25 @@ pub struct Cli {
 
     /// Split a batch the server rejects with a 4xx into halves, down to single records, so
     /// only the records at fault fail (a 413 always splits)
-    #[arg(long, help_heading = "Reliability", env = "ABATCH_SPLIT_ON_ERROR", value_parser = FalseyValueParser::new())]
+    #[arg(long, help_heading = "Reliability", env = "ABATCH_SPLIT_ON_ERROR", value_parser = Switch)]
     pub split_on_error: bool,
 
     /// Print nothing on stderr but errors and warnings: no progress, and no summary unless
     /// records failed (-v still logs)
-    #[arg(short, long, env = "ABATCH_QUIET", value_parser = FalseyValueParser::new(), help_heading = "Display")]
+    #[arg(short, long, env = "ABATCH_QUIET", value_parser = Switch, help_heading = "Display")]
     pub quiet: bool,
 
     /// Log each request on stderr: batch, size, attempt, status, latency (-vv: also waits and
     /// splits)
-    #[arg(short, long, env = "ABATCH_VERBOSE", action = clap::ArgAction::Count, help_heading = "Display")]
+    #[arg(short, long, env = "ABATCH_VERBOSE", action = clap::ArgAction::Count, value_parser = Verbosity, help_heading = "Display")]
     pub verbose: u8,
 
     /// Show progress on stderr even when it is not a terminal
-    #[arg(long, env = "ABATCH_PROGRESS", value_parser = FalseyValueParser::new(), overrides_with = "no_progress", help_heading = "Display")]
+    #[arg(long, env = "ABATCH_PROGRESS", value_parser = Switch, help_heading = "Display")]
     pub progress: bool,
 
-    /// Never show progress
-    #[arg(long, env = "ABATCH_NO_PROGRESS", value_parser = FalseyValueParser::new(), overrides_with = "progress", help_heading = "Display")]
+    /// Never show progress (with --progress, a usage error)
+    #[arg(long, env = "ABATCH_NO_PROGRESS", value_parser = Switch, help_heading = "Display")]
     pub no_progress: bool,
 
     /// Write run statistics as JSON to FILE at the end: counts, latency percentiles, batch
@@ -284,8 +294,8 @@ pub struct Cli {
     pub stats: Option<PathBuf>,
 
     /// Read and batch as usual but send nothing: print each request that would be sent as one
-    /// JSON line (header values redacted)
-    #[arg(long, env = "ABATCH_DRY_RUN", value_parser = FalseyValueParser::new(), help_heading = "Display")]
+    /// JSON line (header values and a password in the URL redacted)
+    #[arg(long, env = "ABATCH_DRY_RUN", value_parser = Switch, help_heading = "Display")]
     pub dry_run: bool,
 
     /// Print shell completions or the man page, and exit
@@ -380,14 +390,32 @@ pub struct Rate {
 }
 
 impl Cli {
-    /// Parses the command line and checks what no single flag can: that no file abatch writes
-    /// is also one it reads or another it writes (see [`crate::files`]), and that --resume can
-    /// trust the output's line count.
+    /// Parses the command line and checks what no single flag can: that flags do not
+    /// contradict each other, that no file abatch writes is also one it reads or another it
+    /// writes (see [`crate::files`]), and that --resume can trust the output's line count.
     pub fn parse_checked() -> Result<Cli, clap::Error> {
-        let cli = Cli::try_parse()?;
+        let matches = Cli::command()
+            .try_get_matches()
+            .map_err(url_given_as_file)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
         let conflict = |message: String| {
             Cli::command().error(clap::error::ErrorKind::ArgumentConflict, message)
         };
+        if cli.progress && cli.no_progress {
+            // A flag on the command line wins over a variable; two at the same level clash.
+            let source = |id| matches.value_source(id);
+            match (source("progress"), source("no_progress")) {
+                (a, b) if a == b => {
+                    return Err(conflict(format!(
+                        "{} and {} contradict each other",
+                        given_as(&matches, "progress"),
+                        given_as(&matches, "no_progress")
+                    )));
+                }
+                (Some(ValueSource::CommandLine), _) => cli.no_progress = false,
+                _ => cli.progress = false,
+            }
+        }
         if let Err(problem) = crate::shape::Shape::new(&cli) {
             return Err(Cli::command().error(clap::error::ErrorKind::InvalidValue, problem));
         }
@@ -408,6 +436,49 @@ impl Cli {
     }
 }
 
+/// How `id` was given, for a message: its variable's name if that is where it came from,
+/// else its flag.
+fn given_as(matches: &clap::ArgMatches, id: &str) -> String {
+    let command = Cli::command();
+    let Some(arg) = command.get_arguments().find(|arg| arg.get_id() == id) else {
+        return id.to_owned();
+    };
+    match (matches.value_source(id), arg.get_env()) {
+        (Some(ValueSource::EnvVariable), Some(variable)) => variable.to_string_lossy().into_owned(),
+        _ => arg
+            .get_long()
+            .map_or_else(|| id.to_owned(), |long| format!("--{long}")),
+    }
+}
+
+/// A missing --url, when an input FILE looks like the URL meant: says so, rather than leaving
+/// the URL to be read as a file that does not exist.
+fn url_given_as_file(error: clap::Error) -> clap::Error {
+    if error.kind() != clap::error::ErrorKind::MissingRequiredArgument {
+        return error;
+    }
+    // The same command line again, with --url optional, to see what stood in its place.
+    let relaxed = Cli::command()
+        .mut_arg("url", |url| {
+            url.required_unless_present(clap::builder::Resettable::<clap::Id>::Reset)
+        })
+        .try_get_matches();
+    let Ok(matches) = relaxed else {
+        return error;
+    };
+    let inputs = matches.get_many::<PathBuf>("inputs").into_iter().flatten();
+    let Some(url) = inputs
+        .filter_map(|input| input.to_str())
+        .find(|input| input.starts_with("http://") || input.starts_with("https://"))
+    else {
+        return error;
+    };
+    Cli::command().error(
+        clap::error::ErrorKind::MissingRequiredArgument,
+        format!("no --url given; did you mean -u {url}?"),
+    )
+}
+
 /// The exit statuses, as --help and the man page give them.
 pub const EXIT_STATUSES: [(&str, &str); 6] = [
     (
@@ -416,12 +487,13 @@ pub const EXIT_STATUSES: [(&str, &str); 6] = [
     ),
     (
         "1",
-        "aborted: a batch or an invalid input line failed under --on-error abort, an input is \
-         missing, or a file could not be read or written",
+        "aborted: a batch or an invalid input line failed under --on-error abort, an input \
+         is missing or cannot be read, or an output could not be written",
     ),
     (
         "2",
-        "usage error; nothing was read or sent, and no file touched",
+        "usage error, a file named by a flag (--cacert, -H @FILE) that cannot be read \
+         included; nothing was read or sent, and no file touched",
     ),
     (
         "3",
@@ -473,6 +545,83 @@ fn after_long_help() -> String {
     text
 }
 
+/// The CA certificates of --cacert, read with the command line, so that a file that cannot
+/// be read is a usage error like any other, before anything is read or sent.
+#[derive(Clone)]
+pub struct CaCerts {
+    pub certs: Vec<reqwest::Certificate>,
+}
+
+impl fmt::Debug for CaCerts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} CA certificates", self.certs.len())
+    }
+}
+
+/// Reads and parses the --cacert file.
+#[derive(Clone)]
+struct CaCertParser;
+
+impl clap::builder::TypedValueParser for CaCertParser {
+    type Value = CaCerts;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<CaCerts, clap::Error> {
+        let path = Path::new(value);
+        let refuse = |message: String| {
+            let kind = clap::error::ErrorKind::InvalidValue;
+            cmd.clone().error(kind, message)
+        };
+        let pem = std::fs::read(path).map_err(|e| refuse(unreadable("--cacert ", path, &e)))?;
+        let ders = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| refuse(format!("--cacert {}: {}", path.display(), pem_problem(&e))))?;
+        if ders.is_empty() {
+            return Err(refuse(format!(
+                "--cacert {} holds no PEM certificate",
+                path.display()
+            )));
+        }
+        // Checked here, because the HTTP client would only say "BadEncoding" when it starts.
+        let malformed = |number: usize| {
+            refuse(format!(
+                "--cacert {}: certificate {number} of {} is malformed",
+                path.display(),
+                ders.len()
+            ))
+        };
+        let mut certs = Vec::with_capacity(ders.len());
+        for (number, der) in (1..).zip(&ders) {
+            webpki::anchor_from_trusted_cert(der).map_err(|_| malformed(number))?;
+            certs.push(reqwest::Certificate::from_der(der).map_err(|_| malformed(number))?);
+        }
+        Ok(CaCerts { certs })
+    }
+}
+
+/// What is wrong with a PEM file, in words (some of rustls' messages show bytes as numbers).
+fn pem_problem(error: &rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error;
+    match error {
+        Error::MissingSectionEnd { end_marker } => format!(
+            "a section has no closing line (-----END {}-----)",
+            String::from_utf8_lossy(end_marker)
+        ),
+        Error::IllegalSectionStart { .. } => "a section's opening line is malformed".into(),
+        Error::Base64Decode(_) => "a section is not valid base64".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The message for a file named by a flag that cannot be read: the same for every such flag.
+fn unreadable(flag: &str, path: &Path, error: &std::io::Error) -> String {
+    format!("cannot read {flag}{}: {error}", path.display())
+}
+
 /// A request header whose value is kept out of every message.
 #[derive(Clone)]
 pub struct Header {
@@ -486,8 +635,15 @@ impl fmt::Debug for Header {
     }
 }
 
+/// An http or https URL; without a scheme, http, as curl and xh take it. (A URL parser alone
+/// would read "localhost:8080/predict" as the scheme "localhost".)
 fn parse_url(text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| e.to_string())?;
+    let url = if text.contains("://") {
+        Url::parse(text)
+    } else {
+        Url::parse(&format!("http://{text}"))
+    }
+    .map_err(|e| e.to_string())?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
             "the scheme must be http or https, not '{}'",
@@ -500,22 +656,94 @@ fn parse_url(text: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-fn parse_count(text: &str) -> Result<NonZeroUsize, String> {
-    let n: usize = text
-        .trim()
-        .parse()
-        .map_err(|_| "expected a whole number of at least 1".to_string())?;
-    NonZeroUsize::new(n).ok_or_else(|| "must be at least 1".to_string())
+// The bounds of the numeric flags, as their help gives them. Each is far past any sensible
+// setting; a value beyond it is a mistake (a typo, a unit left out), and near the limits of
+// the machine's integers and clocks it would be misread: wrapped, or clamped in silence.
+
+/// The largest batch, in records.
+const MAX_BATCH_SIZE: u64 = 1_000_000;
+/// The most requests in flight at once.
+const MAX_CONCURRENCY: u64 = 10_000;
+/// The most extra attempts for one batch.
+const MAX_RETRIES: u64 = 1000;
+/// The largest size a size flag takes (4GiB).
+const MAX_BYTES: u64 = 4 << 30;
+/// The longest duration a duration flag takes.
+const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+fn parse_batch_size(text: &str) -> Result<NonZeroUsize, String> {
+    count(text, MAX_BATCH_SIZE)
 }
 
-/// Longer than any run; a longer duration means the same and could overflow a clock.
-const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+fn parse_concurrency(text: &str) -> Result<NonZeroUsize, String> {
+    count(text, MAX_CONCURRENCY)
+}
+
+fn parse_retries(text: &str) -> Result<u32, String> {
+    let retries = whole(text, 0, MAX_RETRIES)?;
+    u32::try_from(retries).map_err(|_| format!("must be at most {MAX_RETRIES}"))
+}
+
+/// A count from 1 to `max`.
+fn count(text: &str, max: u64) -> Result<NonZeroUsize, String> {
+    let n = whole(text, 1, max)?;
+    usize::try_from(n)
+        .ok()
+        .and_then(NonZeroUsize::new)
+        .ok_or_else(|| format!("must be at most {max}"))
+}
+
+/// A whole number from `min` to `max`, with a message naming the bound it passes, however
+/// many digits it has.
+fn whole(text: &str, min: u64, max: u64) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let below = || format!("must be at least {min}");
+    let above = || format!("must be at most {max}");
+    if let Some(negative) = text.strip_prefix('-') {
+        return Err(if digits(negative) {
+            below()
+        } else {
+            format!("expected a whole number from {min} to {max}")
+        });
+    }
+    if !digits(text) {
+        return Err(format!("expected a whole number from {min} to {max}"));
+    }
+    let n: u64 = text.parse().map_err(|_| above())?;
+    match n {
+        n if n < min => Err(below()),
+        n if n > max => Err(above()),
+        n => Ok(n),
+    }
+}
+
+/// Whether `text` is a negative number (with or without a unit), rather than a flag that took
+/// the place of a value.
+fn negative(text: &str) -> bool {
+    let mut chars = text.trim().chars();
+    chars.next() == Some('-') && chars.next().is_some_and(|c| c.is_ascii_digit())
+}
 
 /// A delay, which may be zero (send whatever has arrived without waiting).
 fn parse_delay(text: &str) -> Result<Duration, String> {
-    let delay = humantime::parse_duration(text.trim())
-        .map_err(|e| format!("{e} (expected a duration such as 100ms, 2s or 1m)"))?;
-    Ok(delay.min(FOREVER))
+    let too_long = || {
+        format!(
+            "must be at most {}",
+            humantime::format_duration(MAX_DURATION)
+        )
+    };
+    if negative(text) {
+        return Err("must not be negative".into());
+    }
+    let delay = humantime::parse_duration(text.trim()).map_err(|e| match e {
+        humantime::DurationError::NumberOverflow => too_long(),
+        e => format!("{e} (expected a duration such as 100ms, 2s or 1m)"),
+    })?;
+    if delay > MAX_DURATION {
+        return Err(too_long());
+    }
+    Ok(delay)
 }
 
 /// A time limit, which must leave some time.
@@ -528,10 +756,16 @@ fn parse_limit(text: &str) -> Result<Duration, String> {
 }
 
 fn parse_bytes(text: &str) -> Result<NonZeroUsize, String> {
+    if negative(text) {
+        return Err("must be at least 1 byte".into());
+    }
     let size: bytesize::ByteSize = text
         .trim()
         .parse()
         .map_err(|_| "expected a size such as 65536, 512KiB or 4MiB".to_string())?;
+    if size.as_u64() > MAX_BYTES {
+        return Err("must be at most 4GiB".into());
+    }
     usize::try_from(size.as_u64())
         .ok()
         .and_then(NonZeroUsize::new)
@@ -551,6 +785,83 @@ fn parse_rate(text: &str) -> Result<Rate, String> {
     let count =
         NonZeroU32::new(count).ok_or_else(|| "must allow at least 1 request".to_string())?;
     Ok(Rate { count, per })
+}
+
+/// Parses an on/off flag's value, which only its variable gives (the flag itself stands for
+/// true): true/false, 1/0, yes/no or on/off, in any case; empty is false. Anything else is a
+/// usage error naming the variable. clap's own parsers take any unknown word as true
+/// (ABATCH_INSECURE=flase turned checks off) or name only the flag, which was not typed.
+#[derive(Clone)]
+struct Switch;
+
+const SWITCH_WORDS: &str = "true or false, 1 or 0, yes or no, on or off";
+
+impl clap::builder::TypedValueParser for Switch {
+    type Value = bool;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<bool, clap::Error> {
+        switch(value).ok_or_else(|| invalid_variable(cmd, arg, value, SWITCH_WORDS))
+    }
+}
+
+/// The value of an on/off word, or None when it is not one.
+fn switch(value: &std::ffi::OsStr) -> Option<bool> {
+    let word = value.to_str()?.trim().to_ascii_lowercase();
+    match word.as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses ABATCH_VERBOSE: a level (2 is -vv) or an on/off word (on is -v).
+#[derive(Clone)]
+struct Verbosity;
+
+impl clap::builder::TypedValueParser for Verbosity {
+    type Value = u8;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<u8, clap::Error> {
+        let level = value.to_str().and_then(|v| v.trim().parse().ok());
+        level
+            .or_else(|| switch(value).map(u8::from))
+            .ok_or_else(|| {
+                invalid_variable(cmd, arg, value, "a level such as 1 or 2, or on or off")
+            })
+    }
+}
+
+/// The usage error for a variable's `value` that is not one of `expected`, naming the variable
+/// and its flag.
+fn invalid_variable(
+    cmd: &clap::Command,
+    arg: Option<&clap::Arg>,
+    value: &std::ffi::OsStr,
+    expected: &str,
+) -> clap::Error {
+    let variable = arg
+        .and_then(clap::Arg::get_env)
+        .map_or_else(|| "the variable".into(), |v| v.to_string_lossy());
+    let flag = arg
+        .and_then(clap::Arg::get_long)
+        .map_or_else(String::new, |long| format!(" (--{long})"));
+    cmd.clone().error(
+        clap::error::ErrorKind::InvalidValue,
+        format!(
+            "invalid value '{}' for {variable}{flag}: expected {expected}",
+            value.to_string_lossy()
+        ),
+    )
 }
 
 /// The headers of one `-H`: one header, or every line of an @FILE.
@@ -581,8 +892,15 @@ impl clap::builder::TypedValueParser for HeaderParser {
         let text = value
             .to_str()
             .ok_or_else(|| invalid("not valid UTF-8".into()))?;
-        match text.strip_prefix('@') {
-            Some(path) => read_headers(Path::new(path)).map_err(invalid),
+        match text.strip_prefix('@').map(Path::new) {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    let message = unreadable("-H @", path, &e);
+                    cmd.clone()
+                        .error(clap::error::ErrorKind::InvalidValue, message)
+                })?;
+                headers_in(&text, path).map_err(invalid)
+            }
             None => parse_header(text)
                 .map(|h| Headers(vec![h]))
                 .map_err(invalid),
@@ -590,10 +908,9 @@ impl clap::builder::TypedValueParser for HeaderParser {
     }
 }
 
-/// The headers in a file, one per line; blank lines and lines starting with '#' are skipped.
-fn read_headers(path: &Path) -> Result<Headers, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+/// The headers in `text`, the content of the file at `path`, one per line; blank lines and
+/// lines starting with '#' are skipped.
+fn headers_in(text: &str, path: &Path) -> Result<Headers, String> {
     let mut headers = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -649,11 +966,12 @@ mod tests {
             "# secrets\nAuthorization: Bearer s3cret\n\nX-Key: k\n",
         )
         .unwrap();
-        let headers = read_headers(&path).unwrap();
+        let read = |path: &Path| headers_in(&std::fs::read_to_string(path).unwrap(), path);
+        let headers = read(&path).unwrap();
         let names: Vec<_> = headers.0.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["authorization", "x-key"]);
         std::fs::write(&path, "X-Ok: 1\nX-Bad: s3cret\u{7f}\n").unwrap();
-        let err = read_headers(&path).unwrap_err();
+        let err = read(&path).unwrap_err();
         assert!(
             err.ends_with(
                 "headers:2: the value of header 'x-bad' has characters a header cannot carry"
@@ -661,11 +979,6 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("s3cret"));
-        assert!(
-            read_headers(&dir.path().join("missing"))
-                .unwrap_err()
-                .starts_with("cannot read ")
-        );
     }
 
     #[test]
@@ -687,7 +1000,15 @@ mod tests {
         assert!(parse_url("http://127.0.0.1:8080/predict").is_ok());
         assert!(parse_url("https://example.com").is_ok());
         assert!(parse_url("ftp://example.com").is_err());
-        assert!(parse_url("example.com/predict").is_err());
+        assert_eq!(
+            parse_url("localhost:8080/predict").unwrap().as_str(),
+            "http://localhost:8080/predict"
+        );
+        assert_eq!(
+            parse_url("127.0.0.1:8080").unwrap().as_str(),
+            "http://127.0.0.1:8080/"
+        );
+        assert!(parse_url("mailto://someone").is_err());
         assert!(parse_url("http://").is_err());
     }
 
@@ -698,11 +1019,37 @@ mod tests {
         assert!(parse_bytes("0").is_err());
         assert!(parse_bytes("-1").is_err());
         assert_eq!(parse_delay("0ms").unwrap(), Duration::ZERO);
-        assert_eq!(parse_delay("500000000000years").unwrap(), FOREVER);
+        assert_eq!(parse_delay("7days").unwrap(), MAX_DURATION);
+        assert_eq!(parse_delay("8days").unwrap_err(), "must be at most 7days");
+        assert_eq!(
+            parse_delay("500000000000years").unwrap_err(),
+            "must be at most 7days"
+        );
+        assert_eq!(
+            parse_delay("50000000000000000000000years").unwrap_err(),
+            "must be at most 7days"
+        );
         assert!(parse_limit("0s").is_err());
         assert!(parse_delay("-1s").is_err());
-        assert_eq!(parse_count("8").unwrap().get(), 8);
-        assert!(parse_count("0").is_err());
-        assert!(parse_count("-3").is_err());
+        assert_eq!(parse_bytes("4GiB").unwrap().get() as u64, MAX_BYTES);
+        assert_eq!(
+            parse_bytes("18446744073709551614").unwrap_err(),
+            "must be at most 4GiB"
+        );
+        assert_eq!(parse_batch_size("8").unwrap().get(), 8);
+        assert_eq!(parse_batch_size("0").unwrap_err(), "must be at least 1");
+        assert_eq!(parse_batch_size("-3").unwrap_err(), "must be at least 1");
+        assert_eq!(parse_batch_size("1000000").unwrap().get(), 1_000_000);
+        assert_eq!(
+            parse_batch_size("1000001").unwrap_err(),
+            "must be at most 1000000"
+        );
+        assert_eq!(
+            parse_concurrency("99999999999999999999999").unwrap_err(),
+            "must be at most 10000"
+        );
+        assert!(parse_concurrency("4x").is_err());
+        assert_eq!(parse_retries("0").unwrap(), 0);
+        assert_eq!(parse_retries("1001").unwrap_err(), "must be at most 1000");
     }
 }

@@ -2,9 +2,10 @@
 //! answer holding a JSON array with exactly one result per record, in the same order.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, anyhow};
+use anyhow::anyhow;
 use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::{StatusCode, Url};
@@ -13,7 +14,7 @@ use serde_json::value::RawValue;
 
 use crate::cli::Cli;
 use crate::input::Record;
-use crate::shape::{Input, Shape};
+use crate::shape::{Input, Shape, Unusable};
 
 /// Why one exchange failed. A type of its own, because what to do next depends on it.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +30,8 @@ pub enum Failure {
     Timeout(Duration),
     #[error("cannot connect to {host}: {cause}")]
     Connect { host: String, cause: String },
-    /// The server's TLS certificate was refused: no other attempt will do better.
+    /// TLS could not be set up: the server's certificate was refused, or the server does not
+    /// speak TLS. No other attempt will do better.
     #[error("cannot connect to {host}: {cause}")]
     Certificate { host: String, cause: String },
     #[error("request failed: {0}")]
@@ -85,6 +87,8 @@ pub struct Answer {
 pub struct Client {
     http: reqwest::Client,
     url: Url,
+    /// The URL as messages and --dry-run show it, its password redacted.
+    shown_url: String,
     /// host:port, for messages.
     endpoint: String,
     timeout: Duration,
@@ -141,23 +145,8 @@ impl Client {
             }))
             .tcp_nodelay(true)
             .tls_danger_accept_invalid_certs(cli.insecure);
-        if let Some(path) = &cli.cacert {
-            let pem = std::fs::read(path)
-                .with_context(|| format!("cannot read --cacert {}", path.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                anyhow!(
-                    "--cacert {} holds no usable PEM certificate: {}",
-                    path.display(),
-                    root_cause(&e)
-                )
-            })?;
-            if certs.is_empty() {
-                return Err(anyhow!(
-                    "--cacert {} holds no PEM certificate",
-                    path.display()
-                ));
-            }
-            builder = builder.tls_certs_merge(certs);
+        if let Some(ca) = &cli.cacert {
+            builder = builder.tls_certs_merge(ca.certs.clone());
         }
         let http = builder
             .build()
@@ -166,6 +155,8 @@ impl Client {
             .url
             .clone()
             .ok_or_else(|| anyhow!("--url (or ABATCH_URL) is required"))?;
+        let shown_url = redacted(&url);
+        tracing::debug!("POST to {shown_url}");
         // host_str keeps the brackets of an IPv6 address.
         let host = url.host_str().unwrap_or_default().to_owned();
         let endpoint = match url.port_or_known_default() {
@@ -175,6 +166,7 @@ impl Client {
         Ok(Client {
             http,
             url,
+            shown_url,
             endpoint,
             timeout: cli.timeout,
             max_response_bytes: cli.max_response_bytes.get(),
@@ -213,7 +205,7 @@ impl Client {
             .unwrap_or(RawValue::NULL);
         let shown = Shown {
             method: "POST",
-            url: self.url.as_str(),
+            url: &self.shown_url,
             headers: &self.shown_headers,
             body,
         };
@@ -258,14 +250,9 @@ impl Client {
             }
             body.extend_from_slice(&chunk);
         }
-        let results = if self.shape.is_plain() {
-            results(&body, expected)
-        } else {
-            shaped_results(&self.shape, &body, expected)
-        };
         Ok(Answer {
             status,
-            results: results.map_err(invalid)?,
+            results: results(&self.shape, &body, expected).map_err(invalid)?,
         })
     }
 
@@ -292,10 +279,10 @@ impl Client {
     fn failure(&self, error: &reqwest::Error) -> Failure {
         if error.is_timeout() {
             Failure::Timeout(self.timeout)
-        } else if error.is_connect() && certificate_refused(error) {
+        } else if let Some(tls) = tls_error(error).filter(|_| error.is_connect()) {
             Failure::Certificate {
+                cause: tls_refusal(tls, self.url.host_str().unwrap_or_default()),
                 host: self.endpoint.clone(),
-                cause: root_cause(error),
             }
         } else if error.is_connect() {
             Failure::Connect {
@@ -306,6 +293,17 @@ impl Client {
             Failure::Transport(root_cause(error))
         }
     }
+}
+
+/// `url` with its password, if any, replaced by ****, as header values are: the URL is a
+/// secret's carrier too (http://user:password@host/).
+fn redacted(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        // Only a URL that cannot have a password refuses one, and this one has one.
+        let _ = shown.set_password(Some("****"));
+    }
+    shown.into()
 }
 
 /// The request body: a JSON array of the records' texts, exactly as read.
@@ -326,35 +324,24 @@ fn body(records: &[Record]) -> Vec<u8> {
     body
 }
 
-/// The results in a 2xx body, which must be an array of `expected` JSON values; or what is
-/// wrong with it.
-fn results(body: &[u8], expected: usize) -> Result<Vec<Box<RawValue>>, String> {
-    let results: Vec<Box<RawValue>> = serde_json::from_slice(body).map_err(|e| {
-        let what = if e.is_data() {
-            "expected a JSON array of results"
-        } else {
-            "not valid JSON"
-        };
-        format!("{what} ({e}); body: {}", quote(body))
-    })?;
-    if results.len() != expected {
-        return Err(format!(
-            "expected {expected} results (one per record), got {}",
-            results.len()
-        ));
+/// The `expected` results in a 2xx body, found where the shape says; or what is wrong with
+/// it, with the start of the body when its shape is at fault.
+fn results(shape: &Shape, body: &[u8], expected: usize) -> Result<Vec<Box<RawValue>>, String> {
+    // The plain shape's fast path: a bare array of the right length, taken apart in one go.
+    // Anything else takes the general path, which says what is wrong.
+    if shape.is_plain() {
+        if let Ok(results) = serde_json::from_slice::<Vec<Box<RawValue>>>(body) {
+            if results.len() == expected {
+                return Ok(results);
+            }
+        }
     }
-    Ok(results)
-}
-
-/// The results in a 2xx body, found where the shape says.
-fn shaped_results(
-    shape: &Shape,
-    body: &[u8],
-    expected: usize,
-) -> Result<Vec<Box<RawValue>>, String> {
     let answer: &RawValue = serde_json::from_slice(body)
         .map_err(|e| format!("not valid JSON ({e}); body: {}", quote(body)))?;
-    shape.results(answer, expected)
+    shape.results(answer, expected).map_err(|e| match e {
+        Unusable::Shape(problem) => format!("{problem}; body: {}", quote(body)),
+        Unusable::Content(problem) => problem,
+    })
 }
 
 /// How long a Retry-After header asks to wait: a number of seconds, or an HTTP date (`now`
@@ -374,36 +361,145 @@ fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<RetryAfter> {
     })
 }
 
-/// The start of a body, on one line, for a message.
+/// The start of a body, on one line, for a message. Runs of whitespace, newlines included,
+/// become one space, and control characters are escaped, so that what a server sends cannot
+/// clear the screen, retitle the terminal or hide text in it.
 fn quote(body: &[u8]) -> String {
     if body.iter().all(u8::is_ascii_whitespace) {
         return "(empty body)".into();
     }
     let text = String::from_utf8_lossy(&body[..body.len().min(QUOTED_BODY)]);
-    let mut quoted = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut quoted = String::with_capacity(text.len());
+    for (i, word) in text.split_whitespace().enumerate() {
+        if i > 0 {
+            quoted.push(' ');
+        }
+        escape_controls(word, &mut quoted);
+    }
     if body.len() > QUOTED_BODY {
         quoted.push_str(" …");
     }
     quoted
 }
 
-/// Whether TLS refused the server's certificate somewhere in this chain of causes (rustls'
-/// error travels inside an io::Error, whose source() skips it).
-fn certificate_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+/// Appends `text` with each control character escaped as -v's log lines escape them
+/// (tracing-subscriber's style): `\x1b` for ESC and the other C0 controls and DEL, `\u{9b}` for
+/// a C1 control. Backslashes are left as they are: the result is for reading, not parsing.
+fn escape_controls(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match u32::from(c) {
+            code @ (0..=0x1f | 0x7f) => {
+                let _ = write!(out, "\\x{code:02x}");
+            }
+            code @ 0x80..=0x9f => {
+                let _ = write!(out, "\\u{{{code:x}}}");
+            }
+            _ => out.push(c),
+        }
+    }
+}
+
+/// The TLS error somewhere in this chain of causes. An io::Error's source() skips the error
+/// it wraps (it returns that error's own source), and rustls' error travels inside two of
+/// them, so each io::Error is opened by hand.
+fn tls_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
     let mut cause = Some(error);
     while let Some(error) = cause {
-        let tls = error.downcast_ref::<rustls::Error>().or_else(|| {
-            error
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if matches!(tls, Some(rustls::Error::InvalidCertificate(_))) {
-            return true;
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
         }
-        cause = error.source();
+        let wrapped = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref());
+        cause = match wrapped {
+            Some(inner) => Some(inner),
+            None => error.source(),
+        };
     }
-    false
+    None
+}
+
+/// Why TLS could not be set up with `host`, in words (rustls says some of it only in its
+/// Debug output). Every such failure would recur on another attempt.
+fn tls_refusal(tls: &rustls::Error, host: &str) -> String {
+    use rustls::CertificateError as Cert;
+    let when = |time: rustls::pki_types::UnixTime| {
+        let time = std::time::UNIX_EPOCH + Duration::from_secs(time.as_secs());
+        humantime::format_rfc3339_seconds(time).to_string()
+    };
+    let yours = "the server's certificate";
+    let cert = match tls {
+        rustls::Error::InvalidCertificate(cert) => cert,
+        // The first bytes back were not a TLS record: most likely an HTTP answer.
+        rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            return "the server did not answer with TLS; is it plain http?".into();
+        }
+        other => return format!("TLS failed: {other}"),
+    };
+    match cert {
+        Cert::UnknownIssuer => format!("{yours} is not signed by a trusted CA (--cacert adds one)"),
+        Cert::Expired => format!("{yours} has expired"),
+        Cert::ExpiredContext { not_after, .. } => {
+            format!("{yours} expired on {}", when(*not_after))
+        }
+        Cert::NotValidYet => format!("{yours} is not valid yet (is this machine's clock right?)"),
+        Cert::NotValidYetContext { not_before, .. } => format!(
+            "{yours} is not valid until {} (is this machine's clock right?)",
+            when(*not_before)
+        ),
+        Cert::NotValidForName => format!("{yours} is not valid for {host}"),
+        Cert::NotValidForNameContext {
+            expected,
+            presented,
+        } => {
+            let names: Vec<&str> = presented.iter().filter_map(|n| presented_name(n)).collect();
+            match names[..] {
+                [] => format!(
+                    "{yours} is not valid for {}; it names no host",
+                    expected.to_str()
+                ),
+                _ => format!(
+                    "{yours} is not valid for {}; it names {}",
+                    expected.to_str(),
+                    names.join(", ")
+                ),
+            }
+        }
+        Cert::Revoked => format!("{yours} has been revoked"),
+        Cert::BadSignature => format!("{yours} has a signature that does not verify"),
+        Cert::BadEncoding => format!("{yours} is malformed"),
+        Cert::InvalidPurpose | Cert::InvalidPurposeContext { .. } => {
+            format!("{yours} is not meant for a TLS server (its extended key usage)")
+        }
+        Cert::UnsupportedSignatureAlgorithmContext { .. }
+        | Cert::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            format!("{yours} is signed with an algorithm abatch does not support")
+        }
+        Cert::Other(other) => match other.0.downcast_ref::<webpki::Error>() {
+            Some(webpki::Error::CaUsedAsEndEntity) => format!(
+                "{yours} is a CA certificate; --cacert needs the CA that issued the server's \
+                 certificate, and the server a certificate of its own"
+            ),
+            Some(webpki::Error::EndEntityUsedAsCa) => {
+                format!("{yours} was signed by a certificate that is not a CA certificate")
+            }
+            Some(other) => format!("{yours} was refused ({other:?})"),
+            None => format!("{yours} was refused: {}", other.0),
+        },
+        other => format!("{yours} was refused: {other}"),
+    }
+}
+
+/// A host name as webpki lists the names a certificate presents: `DnsName("example.com")`
+/// or `IpAddress(10.0.0.1)`.
+fn presented_name(text: &str) -> Option<&str> {
+    let dns = text
+        .strip_prefix("DnsName(\"")
+        .and_then(|rest| rest.strip_suffix("\")"));
+    dns.or_else(|| {
+        text.strip_prefix("IpAddress(")
+            .and_then(|rest| rest.strip_suffix(')'))
+    })
 }
 
 /// The innermost cause of an error: "Connection refused (os error 111)" rather than
@@ -442,21 +538,66 @@ mod tests {
         );
     }
 
+    /// The shape these flags describe.
+    fn shape(flags: &[&str]) -> Shape {
+        let args = ["abatch", "-u", "http://host/"].iter().chain(flags);
+        Shape::new(&<Cli as clap::Parser>::try_parse_from(args).unwrap()).unwrap()
+    }
+
     #[test]
     fn results_must_be_an_array_of_the_right_length() {
-        assert_eq!(results(b"[1, {\"b\": 2}]", 2).unwrap().len(), 2);
-        let wrong = results(b"[1]", 2).unwrap_err().to_string();
+        let plain = shape(&[]);
+        assert_eq!(results(&plain, b"[1, {\"b\": 2}]", 2).unwrap().len(), 2);
+        let wrong = results(&plain, b"[1]", 2).unwrap_err();
         assert_eq!(wrong, "expected 2 results (one per record), got 1");
-        let object = results(b"{\"predictions\": []}", 2)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            object.starts_with("expected a JSON array of results"),
-            "{object}"
+        let object = results(&plain, b"{\"predictions\": []}", 2).unwrap_err();
+        assert_eq!(
+            object,
+            "expected a JSON array of results, but the answer is an object; its member \
+             /predictions is an array of 0: try --results /predictions; body: {\"predictions\": []}"
         );
-        let garbage = results(b"<html>oops</html>", 2).unwrap_err().to_string();
+        let garbage = results(&plain, b"<html>oops</html>", 2).unwrap_err();
         assert!(garbage.starts_with("not valid JSON"), "{garbage}");
         assert!(garbage.ends_with("body: <html>oops</html>"), "{garbage}");
+    }
+
+    #[test]
+    fn a_lone_array_in_an_answer_of_the_wrong_shape_is_suggested() {
+        let tfserving = shape(&["--api", "tfserving"]);
+        let nested = br#"{"id": "x", "output": {"scores": [1, 2], "model": "m"}}"#;
+        assert_eq!(
+            results(&tfserving, nested, 2).unwrap_err(),
+            format!(
+                "the answer has no /predictions (--results); its member /output/scores is an \
+                 array of 2: try --results /output/scores; body: {}",
+                String::from_utf8_lossy(nested)
+            )
+        );
+        let two = results(&shape(&[]), br#"{"a": [1], "b": [2]}"#, 1).unwrap_err();
+        assert!(
+            two.starts_with(
+                "expected a JSON array of results, but the answer is an object; body: "
+            ),
+            "{two}"
+        );
+        let slash = results(&shape(&[]), br#"{"a/b": [1]}"#, 1).unwrap_err();
+        assert!(slash.contains("try --results /a~1b;"), "{slash}");
+        let named = shape(&["--results", "/data"]);
+        let scalar = results(&named, br#"{"data": "busy"}"#, 1).unwrap_err();
+        assert!(
+            scalar.starts_with("/data in the answer is a string, not an array (--results); body: "),
+            "{scalar}"
+        );
+        let bare = results(&named, b"[1]", 1).unwrap_err();
+        assert!(
+            bare.contains("; the answer itself is an array of 1: try --results ''; "),
+            "{bare}"
+        );
+        let text = results(&shape(&[]), br#""busy""#, 1).unwrap_err();
+        assert_eq!(
+            text,
+            "expected a JSON array of results, but the answer is a string; body: \"busy\""
+        );
     }
 
     #[test]
@@ -489,9 +630,34 @@ mod tests {
     }
 
     #[test]
+    fn passwords_in_urls_are_redacted() {
+        let url = |text| Url::parse(text).unwrap();
+        assert_eq!(
+            redacted(&url("https://me:s3cret@host:8443/p?q=1")),
+            "https://me:****@host:8443/p?q=1"
+        );
+        assert_eq!(redacted(&url("http://me@host/")), "http://me@host/");
+        assert_eq!(redacted(&url("http://host/")), "http://host/");
+    }
+
+    #[test]
+    fn presented_names_lose_their_library_wrapping() {
+        assert_eq!(
+            presented_name("DnsName(\"example.com\")"),
+            Some("example.com")
+        );
+        assert_eq!(presented_name("IpAddress(10.0.0.1)"), Some("10.0.0.1"));
+        assert_eq!(presented_name("DirectoryName"), None);
+    }
+
+    #[test]
     fn quotes_are_short_and_on_one_line() {
         assert_eq!(quote(b""), "(empty body)");
         assert_eq!(quote(b"line one\nline  two\n"), "line one line two");
+        assert_eq!(
+            quote("\x1b[2J\x1b]0;title\x07 \u{9b}31m\x7f".as_bytes()),
+            r"\x1b[2J\x1b]0;title\x07 \u{9b}31m\x7f"
+        );
         let long = quote(&[b'x'; 1000]);
         assert!(long.len() < 210 && long.ends_with(" …"));
     }

@@ -158,8 +158,7 @@ impl<'a> Exchanger<'a> {
         if shape.is_plain() {
             return self.sent(number, records, &[]).await;
         }
-        let inputs: Vec<Result<Input, String>> =
-            records.iter().map(|r| shape.input(&r.json)).collect();
+        let inputs = shape.inputs(records.iter().map(|r| &*r.json));
         let mut parts = Vec::new();
         let mut start = 0;
         for end in 0..=records.len() {

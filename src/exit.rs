@@ -7,9 +7,10 @@ pub enum Exit {
     /// Every record has a result, or the reader of the output went away.
     Success = 0,
     /// The run stopped early: a batch or an invalid input line failed under `--on-error
-    /// abort`, an input is missing, or a file could not be read or written.
+    /// abort`, an input is missing or cannot be read, or an output could not be written.
     Aborted = 1,
-    /// The command line is wrong; nothing was read or sent.
+    /// The command line is wrong, or a file a flag names cannot be read; no input was read
+    /// and nothing sent.
     Usage = 2,
     /// The run finished, but some records have no result (`--on-error skip` or `null`).
     SomeFailed = 3,

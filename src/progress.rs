@@ -1,17 +1,20 @@
 //! The progress display on stderr: records done, their rate, batches in flight, retries and
 //! failures, elapsed time; and, when the input is files of known size, a bar with percent and
-//! ETA by the input bytes whose records are done. It reads the run's counters ten times a second, so the pipe itself pays
-//! nothing for it.
+//! ETA by the input bytes whose records are done. It reads the run's counters ten times a
+//! second, so the pipe itself pays nothing for it. It is one line, cut to the terminal's width.
 //!
 //! Everything else abatch writes on stderr goes through [`Stderr`], which lifts the display
 //! out of the way first, so a message never lands in the middle of it.
 
+use std::fmt;
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
+use indicatif::{
+    HumanBytes, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike,
+};
 
 use crate::summary::Tally;
 
@@ -42,6 +45,23 @@ impl Write for Stderr {
     }
 }
 
+/// The time on each -v line: seconds since logging started, to the millisecond ("0.054s"),
+/// which is as fine as the latencies they sit beside need.
+pub struct Uptime(std::time::Instant);
+
+impl Default for Uptime {
+    fn default() -> Uptime {
+        Uptime(std::time::Instant::now())
+    }
+}
+
+impl tracing_subscriber::fmt::time::FormatTime for Uptime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> fmt::Result {
+        let elapsed = self.0.elapsed();
+        write!(w, "{}.{:03}s", elapsed.as_secs(), elapsed.subsec_millis())
+    }
+}
+
 /// Whether to show progress: asked for, or stderr is a terminal and nobody said not to.
 pub fn wanted(forced: bool, hidden: bool, quiet: bool) -> bool {
     forced || (!hidden && !quiet && io::stderr().is_terminal())
@@ -63,6 +83,19 @@ pub fn total_bytes(inputs: &[PathBuf]) -> Option<u64> {
 
 pub struct Progress {
     bar: ProgressBar,
+    /// The size of the inputs, when known: the bar's length.
+    total: Option<u64>,
+}
+
+/// The width of stderr when it is not a terminal (--progress), or cannot say.
+const ASSUMED_WIDTH: u16 = 100;
+
+/// The columns of the bar on a terminal this wide: a quarter of it, within reason. The bar
+/// is fixed and the rest of the line is the status, which indicatif cuts to what is left
+/// ({wide_msg}), so the line never wraps. (A {wide_bar} with a long status after it would
+/// shrink to nothing and still wrap.)
+fn bar_width(columns: u16) -> u16 {
+    (columns / 4).clamp(8, 40)
 }
 
 impl Progress {
@@ -77,22 +110,20 @@ impl Progress {
                 REDRAWS,
             )
         };
-        let (bar, template) = match total {
-            Some(total) => (
-                ProgressBar::with_draw_target(Some(total), target),
-                "{wide_bar} {percent:>3}% of {total_bytes}, ETA {eta} · {msg} · {elapsed}",
-            ),
-            None => (
-                ProgressBar::with_draw_target(None, target),
-                "{spinner} {msg} · {elapsed}",
-            ),
+        let columns = console::Term::stderr()
+            .size_checked()
+            .map_or(ASSUMED_WIDTH, |(_, columns)| columns);
+        let template = match total {
+            Some(_) => format!("{{bar:{}}} {{wide_msg}}", bar_width(columns)),
+            None => "{spinner} {wide_msg}".to_string(),
         };
-        if let Ok(style) = ProgressStyle::with_template(template) {
+        let bar = ProgressBar::with_draw_target(total, target);
+        if let Ok(style) = ProgressStyle::with_template(&template) {
             bar.set_style(style);
         }
         bar.set_message("starting");
         let _ = BAR.set(bar.clone());
-        Progress { bar }
+        Progress { bar, total }
     }
 
     /// Redraws from the counters until dropped; never resolves by itself.
@@ -102,7 +133,18 @@ impl Progress {
         loop {
             ticks.tick().await;
             self.bar.set_position(tally.bytes_done.get());
-            self.bar.set_message(status(tally, self.bar.elapsed()));
+            let mut line = String::new();
+            if let Some(total) = self.total {
+                let done = self.bar.position().min(total);
+                let percent = (done * 100).checked_div(total).unwrap_or(100);
+                line = format!(
+                    "{percent:>3}% of {}, ETA {:#} · ",
+                    HumanBytes(total),
+                    HumanDuration(self.bar.eta())
+                );
+            }
+            line.push_str(&status(tally, self.bar.elapsed()));
+            self.bar.set_message(line);
         }
     }
 
@@ -117,15 +159,17 @@ impl Progress {
     }
 }
 
-/// "12,345 done, 4,100/s · 3 in flight · 2 retries · 1 failed".
+/// "12345 done, 4100/s · 3 in flight · 2 retries · 1 failed · 3s": the most telling first,
+/// since a narrow terminal cuts the end.
 fn status(tally: &Tally, elapsed: Duration) -> String {
     let done = tally.written.get() + tally.dead();
     let rate = done as f64 / elapsed.as_secs_f64().max(1e-3);
     format!(
-        "{done} done, {rate:.0}/s · {} in flight · {} retries · {} failed",
+        "{done} done, {rate:.0}/s · {} in flight · {} retries · {} failed · {:#}",
         tally.in_flight.get(),
         tally.retries.get(),
-        tally.dead()
+        tally.dead(),
+        HumanDuration(elapsed)
     )
 }
 
@@ -135,7 +179,9 @@ struct AnyStderr(console::Term);
 
 impl TermLike for AnyStderr {
     fn width(&self) -> u16 {
-        self.0.size_checked().map_or(100, |(_, width)| width)
+        self.0
+            .size_checked()
+            .map_or(ASSUMED_WIDTH, |(_, width)| width)
     }
 
     fn move_cursor_up(&self, n: usize) -> io::Result<()> {

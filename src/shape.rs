@@ -145,19 +145,39 @@ impl Shape {
             ));
         }
         for set in &cli.sets {
+            if fields.iter().any(|(key, _)| key == &set.key) {
+                return Err(match (set.key.as_str(), &cli.model) {
+                    ("model", Some(_)) => "--model and --set model both set \"model\"".into(),
+                    (key, _) => format!("--set {key} is given twice"),
+                });
+            }
             fields.push((set.key.clone(), set.value.get().to_owned()));
         }
         let v2 = (preset.v2 && cli.template.is_none()).then(|| V2 {
-            input: cli.v2_input.clone(),
+            input: cli.v2_input.clone().unwrap_or_else(|| "input-0".into()),
             datatype: cli.v2_datatype.clone(),
             output: cli.v2_output.clone(),
         });
+        if v2.is_none() {
+            unused_v2_flags(cli)?;
+        }
         let (before, after) = if v2.is_some() {
             // The tensor is built per batch; the fields go beside "inputs".
+            clashes(cli, &fields, &["inputs".into()], "the --api v2 tensor")?;
             (with_fields("{}", &fields)?, String::new())
         } else {
-            let template = with_fields(template, &fields)?;
-            split_template(&template, token)?
+            split_template(template, token)?;
+            if !fields.is_empty() {
+                let Some(taken) = top_level_keys(template, token) else {
+                    return Err(no_place_for_fields(cli, single));
+                };
+                let from = match cli.api {
+                    Some(api) if cli.template.is_none() => format!("from --api {}", api.name()),
+                    _ => "from --template".into(),
+                };
+                clashes(cli, &fields, &taken, &from)?;
+            }
+            split_template(&with_fields(template, &fields)?, token)?
         };
         Ok(Shape {
             input: pointer("input", &cli.input, None)?,
@@ -191,7 +211,7 @@ impl Shape {
     }
 
     /// What is sent for `record`, or why it cannot be sent (it names the flag at fault).
-    pub fn input<'a>(&self, record: &'a RawValue) -> Result<Input<'a>, String> {
+    fn input<'a>(&self, record: &'a RawValue) -> Result<Input<'a>, String> {
         if self.merge.is_some() && !json::is_object(record) {
             return Err("--merge needs each record to be a JSON object".into());
         }
@@ -205,6 +225,29 @@ impl Shape {
             return chat_messages(part);
         }
         Ok(Input::Text(part))
+    }
+
+    /// What is sent for each of a batch's records, or why a record cannot be sent. With
+    /// --api v2, a row of another length than the batch's first fails alone, so that the rows
+    /// around it still make a tensor.
+    pub fn inputs<'a>(
+        &self,
+        records: impl Iterator<Item = &'a RawValue>,
+    ) -> Vec<Result<Input<'a>, String>> {
+        let mut inputs: Vec<_> = records.map(|record| self.input(record)).collect();
+        if self.v2.is_some() {
+            let mut first = None;
+            for input in &mut inputs {
+                let Ok(row) = input else { continue };
+                let width = json::elements(row.text()).map(|values| values.len());
+                match first {
+                    None => first = Some(width),
+                    Some(first) if first != width => *input = Err(uneven(width, first)),
+                    Some(_) => {}
+                }
+            }
+        }
+        inputs
     }
 
     /// The request body for these inputs, or what is wrong with one of them (by its
@@ -242,32 +285,42 @@ impl Shape {
         &self,
         answer: &RawValue,
         expected: usize,
-    ) -> Result<Vec<Box<RawValue>>, String> {
+    ) -> Result<Vec<Box<RawValue>>, Unusable> {
         if let Some(v2) = &self.v2 {
             return v2.results(answer, expected);
         }
         let found = match &self.results {
             None => answer,
-            Some(pointer) => pointer
-                .find(answer)
-                .ok_or_else(|| format!("the answer has no {pointer} (--results)"))?,
+            Some(pointer) => pointer.find(answer).ok_or_else(|| {
+                Unusable::Shape(format!(
+                    "the answer has no {pointer} (--results){}",
+                    try_results(answer)
+                ))
+            })?,
         };
         let mut elements = if self.single && self.results.is_none() {
             vec![found]
         } else {
-            json::elements(found).ok_or_else(|| match &self.results {
-                Some(pointer) => format!("{pointer} is not an array (--results)"),
-                None => "expected a JSON array of results".to_string(),
+            json::elements(found).ok_or_else(|| {
+                let (kind, hint) = (kind(found), try_results(answer));
+                Unusable::Shape(match &self.results {
+                    Some(pointer) => {
+                        format!("{pointer} in the answer is {kind}, not an array (--results){hint}")
+                    }
+                    None => {
+                        format!("expected a JSON array of results, but the answer is {kind}{hint}")
+                    }
+                })
             })?
         };
         if elements.len() != expected {
-            return Err(format!(
+            return Err(Unusable::Content(format!(
                 "expected {expected} results (one per record), got {}",
                 elements.len()
-            ));
+            )));
         }
         if let Some(index) = &self.index {
-            elements = place(elements, index)?;
+            elements = place(elements, index).map_err(Unusable::Content)?;
         }
         elements
             .into_iter()
@@ -275,9 +328,9 @@ impl Shape {
             .map(|(i, element)| {
                 let result = match &self.result {
                     None => element,
-                    Some(pointer) => pointer
-                        .find(element)
-                        .ok_or_else(|| format!("result {i} has no {pointer} (--result)"))?,
+                    Some(pointer) => pointer.find(element).ok_or_else(|| {
+                        Unusable::Content(format!("result {i} has no {pointer} (--result)"))
+                    })?,
                 };
                 Ok(result.to_owned())
             })
@@ -292,6 +345,65 @@ impl Shape {
         json::with_member(record, field, &result)
             .and_then(|merged| RawValue::from_string(merged).ok())
             .unwrap_or(result)
+    }
+}
+
+/// Why no results can be taken from an answer.
+#[derive(Debug)]
+pub enum Unusable {
+    /// The answer is not shaped as expected; the start of it helps to see why.
+    Shape(String),
+    /// The answer is shaped as expected but says the wrong thing (a count, an index).
+    Content(String),
+}
+
+/// What kind of JSON value `json` is, with its article, for a message.
+fn kind(json: &RawValue) -> &'static str {
+    match json.get().trim_start().as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'"') => "a string",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number",
+    }
+}
+
+/// When `answer` is an object holding exactly one array, among its members or else among its
+/// members' members: where that array is and the --results that reaches it, as the end of a
+/// message ("; its member /results is an array of 32: try --results /results"). The same for
+/// an answer that is an array itself. Otherwise nothing.
+fn try_results(answer: &RawValue) -> String {
+    if let Some(elements) = json::elements(answer) {
+        return format!(
+            "; the answer itself is an array of {}: try --results ''",
+            elements.len()
+        );
+    }
+    // The pointer to member `name` of the value at `parent`, escaped as RFC 6901 says.
+    let pointer = |parent: &str, name: &str| {
+        format!("{parent}/{}", name.replace('~', "~0").replace('/', "~1"))
+    };
+    let arrays_in = |object: &RawValue, parent: &str| -> Vec<(String, usize)> {
+        json::members(object)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(name, value)| {
+                Some((pointer(parent, &name), json::elements(value)?.len()))
+            })
+            .collect()
+    };
+    let mut arrays = arrays_in(answer, "");
+    if arrays.is_empty() {
+        for (name, value) in json::members(answer).unwrap_or_default() {
+            arrays.extend(arrays_in(value, &pointer("", &name)));
+        }
+    }
+    match &arrays[..] {
+        [(pointer, length)] => {
+            format!("; its member {pointer} is an array of {length}: try --results {pointer}")
+        }
+        _ => String::new(),
     }
 }
 
@@ -348,6 +460,82 @@ fn chat_messages(record: &RawValue) -> Result<Input<'_>, String> {
         Some(messages) if json::elements(messages).is_some() => Ok(Input::Text(messages)),
         _ => Err("a chat record must be a string or an object with a \"messages\" array".into()),
     }
+}
+
+/// The error for --model or --set when the body is not an object: what the body is instead.
+fn no_place_for_fields(cli: &Cli, single: bool) -> String {
+    let flags = match (&cli.model, cli.sets.is_empty()) {
+        (Some(_), false) => "--model and --set have",
+        (Some(_), true) => "--model has",
+        (None, _) => "--set has",
+    };
+    let why = if cli.template.is_some() {
+        "--template is not a JSON object".to_string()
+    } else if single && cli.api.is_none() {
+        "with --single and no --template the body is the record itself; give a --template \
+         such as '{\"input\": $record}'"
+            .to_string()
+    } else if let Some(api) = cli.api {
+        format!("the body of --api {} is not a JSON object", api.name())
+    } else {
+        "without --template (or an --api) the body is the bare JSON array of records; give a \
+         --template such as '{\"input\": $batch}'"
+            .to_string()
+    };
+    format!("{flags} no place in the request: {why}")
+}
+
+/// Refuses a field (from --model or --set) the body already has among `taken`, which came
+/// `from` there.
+fn clashes(
+    cli: &Cli,
+    fields: &[(String, String)],
+    taken: &[String],
+    from: &str,
+) -> Result<(), String> {
+    match fields.iter().find(|(key, _)| taken.contains(key)) {
+        Some((key, _)) => {
+            let flag = match (key.as_str(), &cli.model) {
+                ("model", Some(_)) => "--model".to_string(),
+                _ => format!("--set {key}"),
+            };
+            Err(format!(
+                "{flag}: the body already has a member \"{key}\" ({from})"
+            ))
+        }
+        None => Ok(()),
+    }
+}
+
+/// The names of the top-level members of `template` with `token` filled in, or None when
+/// it is not an object.
+fn top_level_keys(template: &str, token: &str) -> Option<Vec<String>> {
+    let probe = template.replacen(token, "null", 1);
+    let probe: &RawValue = serde_json::from_str(&probe).ok()?;
+    let members = json::members(probe)?;
+    Some(members.into_iter().map(|(key, _)| key).collect())
+}
+
+/// Refuses the --v2-* flags where there is no v2 tensor for them to shape.
+fn unused_v2_flags(cli: &Cli) -> Result<(), String> {
+    let given: Vec<&str> = [
+        ("--v2-input", cli.v2_input.is_some()),
+        ("--v2-datatype", cli.v2_datatype.is_some()),
+        ("--v2-output", cli.v2_output.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, given)| given.then_some(flag))
+    .collect();
+    let (flags, verb) = match given[..] {
+        [] => return Ok(()),
+        [one] => (one.to_string(), "applies"),
+        _ => (given.join(" and "), "apply"),
+    };
+    Err(if cli.api == Some(Api::V2) {
+        format!("{flags} {verb} to the --api v2 tensor, which --template replaces")
+    } else {
+        format!("{flags} only {verb} to --api v2")
+    })
 }
 
 /// Adds top-level `fields` (name, JSON text) to the object `template`, at its start.
@@ -458,12 +646,21 @@ impl V2 {
 
     /// The chosen output tensor, split along its first dimension: one result per row (a
     /// scalar when a row holds one value, an array otherwise).
-    fn results(&self, answer: &RawValue, expected: usize) -> Result<Vec<Box<RawValue>>, String> {
+    fn results(&self, answer: &RawValue, expected: usize) -> Result<Vec<Box<RawValue>>, Unusable> {
         let outputs = Pointer::parse("/outputs")
             .ok()
             .and_then(|p| p.find(answer))
             .and_then(json::elements)
-            .ok_or("the answer has no \"outputs\" array (Open Inference Protocol)")?;
+            .ok_or_else(|| {
+                Unusable::Shape(
+                    "the answer has no \"outputs\" array (Open Inference Protocol)".into(),
+                )
+            })?;
+        self.split(&outputs, expected).map_err(Unusable::Content)
+    }
+
+    /// The chosen output tensor among `outputs`, split into `expected` results.
+    fn split(&self, outputs: &[&RawValue], expected: usize) -> Result<Vec<Box<RawValue>>, String> {
         let name = Pointer::parse("/name").map_err(|e| e.to_string())?;
         let output = match &self.output {
             None => outputs.first().copied(),
@@ -535,15 +732,9 @@ fn tensor_of(
         if i == 0 {
             width = this;
         } else if this != width {
-            let count =
-                |n: Option<usize>| n.map_or("a single value".into(), |n| format!("{n} values"));
             return Err(BodyError {
                 row: Some(i),
-                message: format!(
-                    "the row has {} where the batch's first has {} (--api v2 needs rows of equal length)",
-                    count(this),
-                    count(width)
-                ),
+                message: uneven(this, width),
             });
         }
     }
@@ -555,6 +746,21 @@ fn tensor_of(
             .to_owned(),
     };
     Ok((width, datatype))
+}
+
+/// Why a v2 row of `width` values (None: a single value, not an array) cannot go with rows
+/// of `first`.
+fn uneven(width: Option<usize>, first: Option<usize>) -> String {
+    let count = |n: Option<usize>| match n {
+        None => "a single value".to_string(),
+        Some(1) => "1 value".to_string(),
+        Some(n) => format!("{n} values"),
+    };
+    format!(
+        "the row has {} where the batch's first has {} (--api v2 needs rows of equal length)",
+        count(width),
+        count(first)
+    )
 }
 
 #[derive(Default)]
@@ -688,7 +894,7 @@ mod tests {
         assert!(
             uneven
                 .message
-                .starts_with("the row has 1 values where the batch's first has 2")
+                .starts_with("the row has 1 value where the batch's first has 2 values")
         );
         let words = [raw(r#""a""#), raw(r#""b""#)];
         let inputs: Vec<Input> = words.iter().map(|r| Input::Text(r)).collect();

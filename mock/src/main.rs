@@ -1,11 +1,11 @@
 //! `abatch-mock`: the mock inference endpoint as a command, to serve until Ctrl-C or to run
 //! one command against it.
 
+use std::io::{ErrorKind, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Command, ExitCode};
 
 use abatch_mock::{Behavior, MockServer, Options};
-use anyhow::Context;
 use clap::Parser;
 
 /// A mock inference endpoint: POST it a JSON array of records and it answers with
@@ -20,7 +20,10 @@ use clap::Parser;
 #[command(name = "abatch-mock", version)]
 #[command(after_help = "Examples:\n  \
     abatch-mock --port 8080 --latency 20ms\n  \
-    abatch-mock --latency 5ms --latency-max 50ms -- abatch --ordered fixtures/reviews.jsonl")]
+    abatch-mock --latency 5ms --latency-max 50ms -- abatch --ordered fixtures/reviews.jsonl\n\n\
+    Exit status: the COMMAND's (128 + N if signal N ended it); 1 if the server cannot listen; \
+    126 if the COMMAND cannot be run, 127 if it is not found, as in a shell; 2 for a usage \
+    error.")]
 struct Args {
     /// Port to listen on (default: 8080, or any free port when running a COMMAND)
     #[arg(short, long)]
@@ -42,8 +45,24 @@ struct Args {
     command: Vec<String>,
 }
 
-fn main() -> anyhow::Result<ExitCode> {
-    let args = Args::parse();
+/// Why the mock stopped without serving or running its command: one line, and a status.
+struct Failure {
+    message: String,
+    status: u8,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(status) => status,
+        Err(failure) => {
+            // Not eprintln!, which panics when stderr is closed.
+            let _ = writeln!(std::io::stderr(), "abatch-mock: {}", failure.message);
+            ExitCode::from(failure.status)
+        }
+    }
+}
+
+fn run(args: Args) -> Result<ExitCode, Failure> {
     let default_port = if args.command.is_empty() { 8080 } else { 0 };
     let addr = SocketAddr::new(args.host, args.port.unwrap_or(default_port));
     let running = args.command.is_empty();
@@ -51,11 +70,14 @@ fn main() -> anyhow::Result<ExitCode> {
         record: false,
         print: running && !args.quiet,
     };
-    let server = MockServer::serve(addr, args.behavior, options, None)
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let server = MockServer::serve(addr, args.behavior, options, None).map_err(|e| Failure {
+        message: format!("cannot listen on {addr}: {e}"),
+        status: 1,
+    })?;
 
     let Some((program, rest)) = args.command.split_first() else {
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr(),
             "abatch-mock: listening on {} (Ctrl-C to stop)",
             server.url()
         );
@@ -67,7 +89,25 @@ fn main() -> anyhow::Result<ExitCode> {
         .args(rest)
         .env("ABATCH_URL", server.url())
         .status()
-        .with_context(|| format!("cannot run {program}"))?;
-    let code = status.code().unwrap_or(1);
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+        .map_err(|e| Failure {
+            message: format!("cannot run {program}: {e}"),
+            status: if e.kind() == ErrorKind::NotFound {
+                127
+            } else {
+                126
+            },
+        })?;
+    Ok(ExitCode::from(exit_code(status)))
+}
+
+/// A command's exit status as a shell gives it: its code, or 128 + the signal that ended it.
+fn exit_code(status: std::process::ExitStatus) -> u8 {
+    #[cfg(unix)]
+    if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
+        return u8::try_from(128 + signal).unwrap_or(u8::MAX);
+    }
+    status
+        .code()
+        .and_then(|code| u8::try_from(code).ok())
+        .unwrap_or(1)
 }

@@ -59,10 +59,17 @@ fn end_of_input_sends_the_partial_batch_at_once() {
 }
 
 #[test]
-fn durations_longer_than_a_clock_can_hold_mean_forever() {
+fn the_longest_durations_allowed_are_waited_for_no_longer_than_needed() {
     let server = quick_server();
     abatch_to(&server)
-        .args(["-t", "500000000000years", "--timeout", "500000000000years"])
+        .args([
+            "-t",
+            "7days",
+            "--timeout",
+            "7days",
+            "--retry-backoff",
+            "7days",
+        ])
         .write_stdin(records(0..2))
         .assert()
         .success();

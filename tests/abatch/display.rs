@@ -8,9 +8,16 @@ use std::time::Duration;
 
 use crate::common::*;
 
-/// Runs abatch with its stderr on a pseudo-terminal, and returns everything written there.
-fn stderr_on_a_terminal(server: &MockServer, args: &[&str], input: &str) -> String {
+/// Runs abatch with its stderr on a pseudo-terminal `columns` wide, and returns everything
+/// written there.
+fn stderr_on_a_terminal(server: &MockServer, columns: u16, args: &[&str], input: &str) -> String {
     let (mut leader, mut follower) = (0, 0);
+    let size = libc::winsize {
+        ws_row: 24,
+        ws_col: columns,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: openpty writes two new descriptors into the integers it is given.
     let opened = unsafe {
         libc::openpty(
@@ -18,7 +25,7 @@ fn stderr_on_a_terminal(server: &MockServer, args: &[&str], input: &str) -> Stri
             &mut follower,
             std::ptr::null_mut(),
             std::ptr::null(),
-            std::ptr::null(),
+            &size,
         )
     };
     assert_eq!(opened, 0, "a pseudo-terminal can be opened");
@@ -59,7 +66,7 @@ fn slow_server() -> MockServer {
 #[test]
 fn progress_shows_on_a_terminal_and_not_in_a_pipe() {
     let server = slow_server();
-    let screen = stderr_on_a_terminal(&server, &["-b", "5", "-c", "2"], &records(0..30));
+    let screen = stderr_on_a_terminal(&server, 80, &["-b", "5", "-c", "2"], &records(0..30));
     assert!(screen.contains(" in flight · "), "{screen}");
     assert!(
         screen.contains("% of "),
@@ -68,7 +75,7 @@ fn progress_shows_on_a_terminal_and_not_in_a_pipe() {
     assert!(screen.contains("30 records read: 30 written"), "{screen}");
 
     for hidden in [&["--quiet"][..], &["--no-progress"]] {
-        let screen = stderr_on_a_terminal(&server, hidden, &records(0..4));
+        let screen = stderr_on_a_terminal(&server, 80, hidden, &records(0..4));
         assert!(!screen.contains(" in flight · "), "{hidden:?}: {screen}");
     }
 
@@ -94,6 +101,55 @@ fn progress_shows_on_a_terminal_and_not_in_a_pipe() {
         !forced.contains("% of "),
         "stdin has no known size: a spinner"
     );
+}
+
+/// The lines the progress display drew on `screen`, escape sequences taken out: each redraw
+/// starts after a carriage return or a newline. abatch's own messages are left out; they
+/// may wrap like any text.
+fn drawn_lines(screen: &str) -> Vec<String> {
+    let mut plain = String::new();
+    let mut chars = screen.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            // Parameters, then one final byte from @ to ~.
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+        .split(['\r', '\n'])
+        .filter(|line| !line.is_empty() && !line.starts_with("abatch: "))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_progress_line_fits_the_terminal() {
+    let server = slow_server();
+    for columns in [60, 120] {
+        let screen =
+            stderr_on_a_terminal(&server, columns, &["-b", "5", "-c", "2"], &records(0..30));
+        let drawn = drawn_lines(&screen);
+        assert!(
+            drawn.iter().any(|line| line.contains("% of ")),
+            "{columns}: {screen:?}"
+        );
+        for line in &drawn {
+            assert!(
+                line.chars().count() <= usize::from(columns),
+                "{columns} columns, {} drawn: {line:?}",
+                line.chars().count()
+            );
+        }
+        assert!(screen.contains("30 records read: 30 written"), "{screen}");
+    }
+    assert_eq!(server.requests().len(), 12);
 }
 
 #[test]
@@ -225,6 +281,37 @@ fn a_dry_run_sends_nothing_and_prints_each_request() {
 }
 
 #[test]
+fn a_password_in_the_url_is_redacted_where_the_url_is_shown() {
+    let server = quick_server();
+    let url = server.url().replace("http://", "http://me:hunter2@");
+    let shown = server.url().replace("http://", "http://me:****@");
+    let out = abatch()
+        .args(["-u", &url, "--dry-run"])
+        .write_stdin(records(0..1))
+        .assert()
+        .success();
+    let output = out.get_output();
+    let request: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(request["url"], shown.as_str());
+    assert!(server.requests().is_empty());
+
+    let out = abatch()
+        .args(["-u", &url, "-vv"])
+        .write_stdin(records(0..1))
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&format!("DEBUG POST to {shown}\n")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    // The password still goes to the server, as basic authentication ("me:hunter2").
+    let seen = &server.requests()[0].headers;
+    assert_eq!(seen["authorization"], "Basic bWU6aHVudGVyMg==");
+}
+
+#[test]
 fn verbose_logs_each_request_and_never_a_header_value() {
     let server = server(Behavior {
         fail_first: Some(1),
@@ -239,6 +326,16 @@ fn verbose_logs_each_request_and_never_a_header_value() {
     let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
     let logged: Vec<&str> = stderr.lines().filter(|l| l.contains(" INFO ")).collect();
     assert_eq!(logged.len(), 3, "{stderr}");
+    for line in &logged {
+        // Seconds to the millisecond, as README shows: "0.054s  INFO batch 1 ...".
+        let (time, rest) = line.split_once("s  INFO batch ").unwrap_or_default();
+        let (seconds, millis) = time.split_once('.').unwrap_or_default();
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        assert!(
+            digits(seconds) && millis.len() == 3 && digits(millis) && !rest.is_empty(),
+            "{line}"
+        );
+    }
     assert!(
         logged[0].contains("batch 1 (lines 1-3 of <stdin>), 3 records, attempt 1: HTTP 503"),
         "{stderr}"

@@ -111,3 +111,48 @@ fn options_come_from_the_environment_and_flags_win() {
     let help = String::from_utf8_lossy(&help.get_output().stdout).into_owned();
     assert!(help.contains("[env: ABATCH_CONCURRENCY=]"), "{help}");
 }
+
+#[test]
+fn on_off_variables_take_only_words_that_say_so() {
+    let server = quick_server();
+    for (value, quiet) in [
+        ("TRUE", true),
+        ("Yes", true),
+        ("on", true),
+        ("1", true),
+        ("false", false),
+        ("NO", false),
+        ("Off", false),
+        ("0", false),
+    ] {
+        let out = abatch_to(&server)
+            .env("ABATCH_QUIET", value)
+            .write_stdin(records(0..1))
+            .assert()
+            .success();
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert_eq!(stderr.is_empty(), quiet, "ABATCH_QUIET={value}: {stderr}");
+    }
+    assert_eq!(server.requests().len(), 8);
+
+    for (variable, flag) in [
+        ("ABATCH_INSECURE", "--insecure"),
+        ("ABATCH_ORDERED", "--ordered"),
+        ("ABATCH_DRY_RUN", "--dry-run"),
+        ("ABATCH_VERBOSE", "--verbose"),
+    ] {
+        let out = abatch_to(&server)
+            .env(variable, "flase")
+            .write_stdin(records(0..1))
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        let expected = format!("error: invalid value 'flase' for {variable} ({flag}): expected ");
+        assert!(stderr.starts_with(&expected), "{stderr}");
+    }
+    assert_eq!(
+        server.requests().len(),
+        8,
+        "nothing sent after a usage error"
+    );
+}

@@ -1,5 +1,5 @@
 //! Hostile input and hostile servers: limits that keep memory bounded, input no parser
-//! expects, TLS trust, and secrets that never leak into messages.
+//! expects, and secrets that never leak into messages.
 
 use crate::common::*;
 
@@ -98,68 +98,36 @@ fn a_batch_of_ten_thousand_records_goes_in_one_request() {
     assert_eq!(sizes(&server), [10_000]);
 }
 
-/// A server speaking HTTPS with a fresh self-signed certificate for 127.0.0.1, and that
-/// certificate in PEM.
-fn tls_server() -> (MockServer, String) {
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
-        .expect("a certificate can be made");
-    let pem = cert.cert.pem();
-    let server =
-        MockServer::start_tls(Behavior::default(), &pem, &cert.signing_key.serialize_pem())
-            .expect("TLS mock starts");
-    (server, pem)
-}
-
 #[test]
-fn tls_is_verified_unless_a_ca_is_given_or_checks_are_off() {
-    let (server, pem) = tls_server();
-    let out = abatch_to(&server)
-        .args(["--retries", "0"])
-        .write_stdin(records(0..2))
-        .assert()
-        .code(1);
-    let stderr = Stderr::of(&out.get_output().stderr);
-    assert!(
-        stderr.message().contains("cannot connect to 127.0.0.1:"),
-        "{stderr:#?}"
-    );
-    assert!(stderr.message().contains("certificate"), "{stderr:#?}");
-    assert!(server.requests().is_empty());
-
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, &pem).unwrap();
-    let out = abatch_to(&server)
-        .arg("--cacert")
-        .arg(&ca)
-        .args(["-q", "--ordered"])
-        .write_stdin(records(0..2))
-        .assert()
-        .success()
-        .stderr("");
-    assert_eq!(echoed_ids(&out.get_output().stdout), [0, 1]);
-
-    let out = abatch_to(&server)
-        .args(["--insecure", "-q"])
-        .write_stdin(records(0..2))
-        .assert()
-        .success();
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-    assert_eq!(
-        stderr,
-        "abatch: warning: --insecure: TLS certificates are not verified\n"
-    );
-
-    let not_pem = dir.path().join("not.pem");
-    std::fs::write(&not_pem, "hello").unwrap();
-    let out = abatch_to(&server)
-        .arg("--cacert")
-        .arg(&not_pem)
-        .write_stdin(records(0..2))
-        .assert()
-        .code(1);
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
-    assert!(stderr.contains("holds no PEM certificate"), "{stderr}");
+fn control_characters_from_a_server_never_reach_the_terminal() {
+    // Clear the screen, retitle the terminal, and a C1 control (CSI) that some terminals obey.
+    let hostile = "\x1b[2J\x1b]0;pwned\x07 oops \u{9b}31m";
+    let escaped = r"\x1b[2J\x1b]0;pwned\x07 oops \u{9b}31m";
+    for status in [Some(500), None] {
+        let server = server(Behavior {
+            status,
+            reply: Some(hostile.into()),
+            ..Behavior::default()
+        });
+        let out = abatch_to(&server)
+            .args(["--retries", "0", "-v"])
+            .write_stdin(records(0..2))
+            .assert()
+            .code(1);
+        assert_eq!(server.requests().len(), 1);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            !stderr.contains(['\x1b', '\x07', '\u{9b}']),
+            "{status:?}: {stderr:?}"
+        );
+        let (logged, said) = stderr
+            .lines()
+            .filter(|line| line.contains(escaped))
+            .partition::<Vec<&str>, _>(|line| line.contains(" INFO "));
+        assert_eq!((logged.len(), said.len()), (1, 1), "{status:?}: {stderr}");
+        let dead: Vec<&str> = stderr.lines().filter(|l| l.starts_with('{')).collect();
+        assert_eq!(dead.len(), 2, "{stderr}");
+    }
 }
 
 #[test]

@@ -13,4 +13,5 @@ mod io;
 mod reliability;
 mod shaping;
 mod signals;
+mod tls;
 mod usage;

@@ -143,10 +143,44 @@ fn an_answer_without_the_results_is_a_failure_naming_the_batch() {
     );
     assert!(
         message.ends_with(
-            "batch of 3 records, lines 1-3 of <stdin>: invalid response: the answer has no /predictions (--results)"
+            "batch of 3 records, lines 1-3 of <stdin>: invalid response: the answer has no \
+             /predictions (--results); the answer itself is an array of 3: try --results ''; \
+             body: [{\"echo\":{\"id\":0}},{\"echo\":{\"id\":1}},{\"echo\":{\"id\":2}}]"
         ),
         "{message}"
     );
+}
+
+#[test]
+fn an_answer_of_the_wrong_shape_shows_its_start_and_the_results_to_try() {
+    let results: Vec<String> = (0..32).map(|i| format!("{{\"label\":{i}}}")).collect();
+    let answer = format!("{{\"model\":\"m\",\"results\":[{}]}}", results.join(","));
+    let server = server(Behavior {
+        reply: Some(answer.clone()),
+        ..Behavior::default()
+    });
+    let message = aborted_with(abatch_to(&server).args(["-b", "32"]), records(0..32));
+    let start: String = answer.chars().take(200).collect();
+    assert!(
+        message.ends_with(&format!(
+            "invalid response: expected a JSON array of results, but the answer is an object; \
+             its member /results is an array of 32: try --results /results; body: {start} …"
+        )),
+        "{message}"
+    );
+    assert_eq!(
+        server.requests().len(),
+        1,
+        "an answer of the wrong shape is not retried"
+    );
+
+    let out = abatch_to(&server)
+        .args(["-b", "32", "--results", "/results", "--ordered", "-q"])
+        .write_stdin(records(0..32))
+        .assert()
+        .success();
+    assert_eq!(lines(&out.get_output().stdout), results);
+    assert_eq!(sizes(&server), [32, 32]);
 }
 
 #[test]
@@ -217,8 +251,46 @@ fn v2_sends_one_tensor_and_splits_the_output_by_row() {
         "[1,2]\n[1,2,3]\n",
     );
     assert!(
-        message.contains("<stdin>:2: the row has 3 values where the batch's first has 2 values"),
+        message.ends_with(
+            "line 2 of <stdin>: the row has 3 values where the batch's first has 2 values \
+             (--api v2 needs rows of equal length)"
+        ),
         "{message}"
+    );
+}
+
+#[test]
+fn a_v2_row_of_another_length_fails_alone() {
+    let server = quick_server();
+    let out = at(&server, "/v2/models/iris/infer")
+        .args(["--api", "v2", "-b", "4", "--ordered", "--on-error", "null"])
+        .write_stdin("[1,2]\n[3,4]\n[3]\n[5,6]\n")
+        .assert()
+        .code(3);
+    assert_eq!(
+        lines(&out.get_output().stdout),
+        ["[1,2]", "[3,4]", "null", "[5,6]"]
+    );
+    let stderr = Stderr::of(&out.get_output().stderr);
+    assert_eq!(stderr.dead.len(), 1, "{stderr:#?}");
+    assert_eq!(stderr.dead[0]["line"], 3);
+    assert_eq!(
+        stderr.dead[0]["error"],
+        "the row has 1 value where the batch's first has 2 values (--api v2 needs rows of \
+         equal length)"
+    );
+    // The rows on either side of it were sent, each run as a tensor of its own.
+    let data: Vec<serde_json::Value> = server
+        .requests()
+        .iter()
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            body["inputs"][0]["data"].clone()
+        })
+        .collect();
+    assert_eq!(
+        data,
+        [serde_json::json!([1, 2, 3, 4]), serde_json::json!([5, 6])]
     );
 }
 
