@@ -210,11 +210,17 @@ pub fn dead_ids(letters: &[serde_json::Value]) -> Vec<usize> {
     ids
 }
 
-/// A new pseudo-terminal: its leader (what a terminal emulator holds) and its follower (what
-/// a program gets as its terminal).
-pub fn pty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
+/// A new pseudo-terminal `columns` wide: its leader (what a terminal emulator holds) and its
+/// follower (what a program gets as its terminal).
+pub fn pty(columns: u16) -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
     use std::os::fd::{FromRawFd, OwnedFd};
     let (mut leader, mut follower) = (0, 0);
+    let size = libc::winsize {
+        ws_row: 24,
+        ws_col: columns,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: openpty writes two new descriptors into the integers it is given.
     let opened = unsafe {
         libc::openpty(
@@ -222,7 +228,7 @@ pub fn pty() -> (std::os::fd::OwnedFd, std::os::fd::OwnedFd) {
             &mut follower,
             std::ptr::null_mut(),
             std::ptr::null(),
-            std::ptr::null(),
+            &size,
         )
     };
     assert_eq!(opened, 0, "a pseudo-terminal can be opened");
@@ -249,10 +255,13 @@ pub fn screen_of(leader: std::os::fd::OwnedFd) -> mpsc::Receiver<String> {
     rx
 }
 
-/// Runs `cmd` with its stderr on a pseudo-terminal; returns its exit status and everything
-/// written there.
-pub fn stderr_on_a_terminal(mut cmd: std::process::Command) -> (std::process::ExitStatus, String) {
-    let (leader, follower) = pty();
+/// Runs `cmd` with its stderr on a pseudo-terminal `columns` wide; returns its exit status and
+/// everything written there.
+pub fn stderr_on_a_terminal(
+    mut cmd: std::process::Command,
+    columns: u16,
+) -> (std::process::ExitStatus, String) {
+    let (leader, follower) = pty(columns);
     let mut child = cmd
         .stderr(Stdio::from(follower))
         .spawn()

@@ -1,8 +1,6 @@
 //! What abatch tells people: progress on a terminal (and only there), the summary line,
 //! --stats, --dry-run and -v.
 
-use std::io::Read;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -10,50 +8,25 @@ use crate::common::*;
 
 /// Runs abatch with its stderr on a pseudo-terminal `columns` wide, and returns everything
 /// written there.
-fn stderr_on_a_terminal(server: &MockServer, columns: u16, args: &[&str], input: &str) -> String {
-    let (mut leader, mut follower) = (0, 0);
-    let size = libc::winsize {
-        ws_row: 24,
-        ws_col: columns,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: openpty writes two new descriptors into the integers it is given.
-    let opened = unsafe {
-        libc::openpty(
-            &mut leader,
-            &mut follower,
-            std::ptr::null_mut(),
-            std::ptr::null(),
-            &size,
-        )
-    };
-    assert_eq!(opened, 0, "a pseudo-terminal can be opened");
-    // SAFETY: both descriptors were just opened and nothing else owns them.
-    let (leader, follower) =
-        unsafe { (OwnedFd::from_raw_fd(leader), OwnedFd::from_raw_fd(follower)) };
+fn stderr_on_a_terminal_of(
+    server: &MockServer,
+    columns: u16,
+    args: &[&str],
+    input: &str,
+) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("in.jsonl");
     std::fs::write(&path, input).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_abatch"))
-        .env_remove("ABATCH_URL")
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_abatch"));
+    cmd.env_remove("ABATCH_URL")
         .args(["--url", &server.url()])
         .args(args)
         .arg(&path)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(follower))
-        .spawn()
-        .expect("abatch starts");
-    let reader = std::thread::spawn(move || {
-        let mut screen = Vec::new();
-        // Ends with EIO once the child, the last holder of the follower, exits.
-        let _ = std::fs::File::from(leader).read_to_end(&mut screen);
-        String::from_utf8_lossy(&screen).into_owned()
-    });
-    let status = exit_of(&mut child);
+        .stdout(Stdio::null());
+    let (status, screen) = stderr_on_a_terminal(cmd, columns);
     assert!(status.success(), "{status:?}");
-    reader.join().unwrap()
+    screen
 }
 
 fn slow_server() -> MockServer {
@@ -66,7 +39,7 @@ fn slow_server() -> MockServer {
 #[test]
 fn progress_shows_on_a_terminal_and_not_in_a_pipe() {
     let server = slow_server();
-    let screen = stderr_on_a_terminal(&server, 80, &["-b", "5", "-c", "2"], &records(0..30));
+    let screen = stderr_on_a_terminal_of(&server, 80, &["-b", "5", "-c", "2"], &records(0..30));
     assert!(screen.contains(" in flight · "), "{screen}");
     assert!(
         screen.contains("% of "),
@@ -75,7 +48,7 @@ fn progress_shows_on_a_terminal_and_not_in_a_pipe() {
     assert!(screen.contains("30 records read: 30 written"), "{screen}");
 
     for hidden in [&["--quiet"][..], &["--no-progress"]] {
-        let screen = stderr_on_a_terminal(&server, 80, hidden, &records(0..4));
+        let screen = stderr_on_a_terminal_of(&server, 80, hidden, &records(0..4));
         assert!(!screen.contains(" in flight · "), "{hidden:?}: {screen}");
     }
 
@@ -134,7 +107,7 @@ fn the_progress_line_fits_the_terminal() {
     let server = slow_server();
     for columns in [60, 120] {
         let screen =
-            stderr_on_a_terminal(&server, columns, &["-b", "5", "-c", "2"], &records(0..30));
+            stderr_on_a_terminal_of(&server, columns, &["-b", "5", "-c", "2"], &records(0..30));
         let drawn = drawn_lines(&screen);
         assert!(
             drawn.iter().any(|line| line.contains("% of ")),

@@ -250,7 +250,7 @@ fn a_terminal_shows_a_few_dead_letters_and_a_log_gets_them_all() {
         .arg(&input)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null());
-    let (status, screen) = stderr_on_a_terminal(cmd);
+    let (status, screen) = stderr_on_a_terminal(cmd, 200);
     assert_eq!(status.code(), Some(1));
     let lines: Vec<&str> = screen.lines().map(|l| l.trim_end_matches('\r')).collect();
     let shown = lines.iter().filter(|l| l.starts_with('{')).count();

@@ -568,7 +568,7 @@ fn the_progress_display_leaves_the_screen_at_the_first_signal() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
     std::fs::write(&input, records(0..100)).unwrap();
-    let (leader, follower) = pty();
+    let (leader, follower) = pty(80);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_abatch"))
         .env_remove("ABATCH_URL")
         .args(["--url", &server.url(), "-b", "1", "-c", "1"])
@@ -596,7 +596,7 @@ fn the_progress_display_leaves_the_screen_at_the_first_signal() {
 #[test]
 fn a_terminal_as_input_is_pointed_out_once() {
     let server = quick_server();
-    let (leader, follower) = pty();
+    let (leader, follower) = pty(80);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_abatch"))
         .env_remove("ABATCH_URL")
         .args(["--url", &server.url(), "--ordered"])
