@@ -22,8 +22,8 @@ use crate::output::{self, DeadLetter, Lines, Output, Reader, Sinks};
 use crate::progress::{self, Progress};
 use crate::shape::Shape;
 use crate::stats::Report;
-use crate::stop::{Stop, Unsent};
-use crate::summary::{Summary, Tally};
+use crate::stop::{Signals, Stop, Unsent};
+use crate::summary::{self, Summary, Tally};
 
 /// Finished batches that may wait behind a slow one, per connection slot, with --ordered.
 const WAITING_PER_SLOT: usize = 4;
@@ -73,8 +73,12 @@ fn log_requests(verbose: u8) {
 
 async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
     let started = Instant::now();
+    let mut signals = Signals::catch();
     // Every input opens before anything is sent or any file is touched.
     let sources = input::open(&cli.inputs)?;
+    if cli.inputs.is_empty() && std::io::stdin().is_terminal() && !cli.quiet {
+        say("reading JSON lines from the terminal; end with Ctrl-D");
+    }
     if cli.insecure {
         say("warning: --insecure: TLS certificates are not verified");
     }
@@ -177,36 +181,37 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
         }
         std::future::pending().await
     };
+    let give_up = output.give_up();
     let first_signal = || {
         // Off the screen before the message, which it would otherwise be drawn after.
         if let Some(progress) = &progress {
             progress.hide();
         }
-        let in_flight = tally.measures.requests_in_flight();
-        let waiting = match in_flight {
+        let waiting = match tally.measures.requests_in_flight() {
             0 => "nothing is in flight".to_string(),
-            1 => format!(
-                "waiting for the 1 request in flight, at most {}",
-                humantime::format_duration(cli.timeout)
-            ),
             n => format!(
-                "waiting for the {n} requests in flight, at most {}",
+                "waiting for the {} in flight, at most {}",
+                summary::count(n, "request", "requests"),
                 humantime::format_duration(cli.timeout)
             ),
         };
-        format!(
+        say(format_args!(
             "stopping: no new requests, and every record not yet answered goes to the dead \
              letters; {waiting} (signal again to stop at once)"
-        )
+        ));
+    };
+    let second_signal = || {
+        give_up.now();
+        say("stopping at once: records in flight go to the dead letters, unanswered");
     };
     tokio::select! {
         biased;
         () = drive => {}
-        () = stop.watch_signals(first_signal, || output.give_up()) => {}
+        () = stop.watch_signals(&mut signals, &first_signal, &second_signal) => {}
         () = show_progress => {}
     }
-    if let Some(progress) = progress {
-        progress.finish();
+    if let Some(progress) = &progress {
+        progress.hide();
     }
     let Router {
         first_failure,
@@ -228,12 +233,24 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
             tally.skipped.get()
         ));
     }
-    // finish() first: it tells a closed pipe from a failed write.
-    let (finished, written) = output.finish().await?;
-    // Answered, but not written: the writer made them dead letters.
-    tally.written.set(tally.written.get() - written.given_up);
+    // finish() first: it tells a closed pipe from a failed write. Signals still count while
+    // it waits: a second one gives up on an output nobody reads.
+    let finished = tokio::select! {
+        biased;
+        finished = output.finish() => finished,
+        () = stop.watch_signals(&mut signals, &first_signal, &second_signal) => unreachable!(),
+    };
+    // The writer's count is the truth: some answers may have become dead letters instead.
+    let written = finished.written;
+    tally.written.set(written.results);
     Tally::add(&tally.unsent, written.given_up as usize);
-    let reader_gone = reader == Reader::Gone || finished == Reader::Gone;
+    if let Some(error) = finished.error {
+        input_error = Some(match input_error {
+            None => error,
+            Some(first) => anyhow!("{first:#}; also, {error:#}"),
+        });
+    }
+    let reader_gone = reader == Reader::Gone || finished.reader == Reader::Gone;
 
     let ending = Ending {
         tally: &tally,
@@ -392,13 +409,7 @@ impl Router<'_> {
                     failure, attempts, ..
                 } => {
                     let these: Vec<Record> = these.collect();
-                    // An invalid line read ahead of a stop is no batch that failed.
-                    let read_ahead = matches!(failure, Failure::Line(_))
-                        && self.first_failure.is_some()
-                        && self.stop.no_new_attempts().is_some();
-                    if !read_ahead {
-                        self.failed_batches += 1;
-                    }
+                    self.failed_batches += 1;
                     if self.first_failure.is_none() {
                         self.first_failure = Some(match &failure {
                             // An input line: where it is says it all.
@@ -417,8 +428,9 @@ impl Router<'_> {
                     match self.on_error {
                         OnError::Abort => {
                             self.stop.abort();
-                            // What is in flight was sent before the bad line: let it finish.
-                            if !matches!(failure, Failure::Line(_)) {
+                            // Nothing was sent for a record that could not be: what is in
+                            // flight came before it, and may finish.
+                            if !matches!(failure, Failure::Line(_) | Failure::Record(_)) {
                                 self.stop.cancel_in_flight();
                             }
                             self.leave_gap(Unsent::Aborted);
@@ -431,12 +443,8 @@ impl Router<'_> {
                     self.write(letters).await;
                 }
                 Part::Shown { request, .. } => {
-                    self.write(Lines::Results {
-                        records: these.collect(),
-                        results: vec![request],
-                        attempts: 0,
-                    })
-                    .await;
+                    these.for_each(drop);
+                    self.write(Lines::Shown(request)).await;
                 }
                 Part::Unsent { why, attempts, .. } => {
                     Tally::add(&self.tally.unsent, n);
@@ -463,6 +471,11 @@ impl Router<'_> {
     async fn write(&mut self, lines: Lines) {
         if self.reader == Reader::Listening {
             self.reader = self.output.write(lines).await;
+        }
+        // Results that cannot be written are not worth asking for.
+        if self.output.failing() {
+            self.stop.abort();
+            self.leave_gap(Unsent::Aborted);
         }
     }
 }

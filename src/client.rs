@@ -49,7 +49,7 @@ pub enum Failure {
     /// The server asked to wait longer than --retry-max-wait before the next attempt.
     #[error(
         "{failure}; the server asked to wait {} (Retry-After: {}), longer than --retry-max-wait ({})",
-        humantime::format_duration(.asked.wait),
+        humantime::format_duration(std::time::Duration::from_secs(.asked.wait.as_secs())),
         .asked.header,
         humantime::format_duration(*.max_wait)
     )]

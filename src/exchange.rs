@@ -110,18 +110,22 @@ impl<'a> Exchanger<'a> {
     /// Sends `batch` (unless the run is stopping) and returns what became of each record.
     pub async fn outcome(&self, batch: Batch) -> Outcome {
         let records = batch.records;
-        if let Some(problem) = invalid_line(&records) {
-            // Nothing to send: it fails alone, and under abort nothing starts after it.
-            if self.aborts {
-                self.stop.abort();
-            }
-            let failure = Failure::Line(problem.to_string());
+        if let Some(why) = self.stop.no_new_attempts() {
+            // Read, but never to be sent: an invalid line read ahead too.
             return Outcome {
-                parts: vec![Part::Failed {
+                parts: vec![Part::Unsent {
                     records: records.len(),
-                    failure,
+                    why,
                     attempts: 0,
                 }],
+                records,
+            };
+        }
+        if let Some(problem) = invalid_line(&records) {
+            // Nothing to send: it fails alone.
+            let failure = Failure::Line(problem.to_string());
+            return Outcome {
+                parts: vec![self.failed(records.len(), failure, 0)],
                 records,
             };
         }
@@ -136,18 +140,8 @@ impl<'a> Exchanger<'a> {
             batch.flush
         );
         Tally::add(&tally.in_flight, 1);
-        let parts = match self.stop.no_new_attempts() {
-            Some(why) => vec![Part::Unsent {
-                records: records.len(),
-                why,
-                attempts: 0,
-            }],
-            None => self.parts(number, &records).await,
-        };
+        let parts = self.parts(number, &records).await;
         tally.in_flight.set(tally.in_flight.get() - 1);
-        if self.aborts && parts.iter().any(|p| matches!(p, Part::Failed { .. })) {
-            self.stop.abort();
-        }
         Outcome { records, parts }
     }
 
@@ -174,11 +168,7 @@ impl<'a> Exchanger<'a> {
                 parts.extend(Box::pin(self.sent(number, &records[start..end], &run)).await);
             }
             if let Some(problem) = problem {
-                parts.push(Part::Failed {
-                    records: 1,
-                    failure: Failure::Record(problem.clone()),
-                    attempts: 0,
-                });
+                parts.push(self.failed(1, Failure::Record(problem.clone()), 0));
             }
             start = end + 1;
         }
@@ -189,13 +179,7 @@ impl<'a> Exchanger<'a> {
     /// answered, or, for a rejected batch that splits, the parts of each half in turn. With
     /// --dry-run, the request instead.
     async fn sent(&self, number: u64, records: &[Record], inputs: &[Input<'_>]) -> Vec<Part> {
-        let failed = |failure, attempts| {
-            vec![Part::Failed {
-                records: records.len(),
-                failure,
-                attempts,
-            }]
-        };
+        let failed = |failure, attempts| vec![self.failed(records.len(), failure, attempts)];
         let body = match self.client.body(records, inputs) {
             Ok(body) => body,
             Err(failure) => return failed(failure, 0),
@@ -236,6 +220,19 @@ impl<'a> Exchanger<'a> {
         failed(failure, attempts)
     }
 
+    /// Records that failed for good; under `--on-error abort`, nothing new starts after them
+    /// (not even the other half of a split batch).
+    fn failed(&self, records: usize, failure: Failure, attempts: u32) -> Part {
+        if self.aborts {
+            self.stop.abort();
+        }
+        Part::Failed {
+            records,
+            failure,
+            attempts,
+        }
+    }
+
     /// Sends `records` until they are answered, the policy gives up or the run stops.
     async fn attempts(&self, number: u64, records: &[Record], body: Bytes) -> Tried {
         let mut attempt = 1;
@@ -245,6 +242,9 @@ impl<'a> Exchanger<'a> {
             }
             if let Err(why) = self.pace().await {
                 return Tried::Unsent(why, attempt - 1);
+            }
+            if attempt > 1 {
+                Tally::add(&self.tally.retries, 1);
             }
             Tally::add(&self.tally.requests, 1);
             let measures = &self.tally.measures;
@@ -286,14 +286,7 @@ impl<'a> Exchanger<'a> {
             let wait = match retry {
                 Ok(wait) => wait,
                 Err(GiveUp::Done) => return Tried::Failed(failure, attempt),
-                Err(GiveUp::WaitTooLong) => {
-                    let asked = match &failure {
-                        Failure::Status {
-                            retry_after: Some(asked),
-                            ..
-                        } => asked.clone(),
-                        _ => return Tried::Failed(failure, attempt),
-                    };
+                Err(GiveUp::WaitTooLong(asked)) => {
                     let failure = Failure::WaitTooLong {
                         failure: Box::new(failure),
                         asked,
@@ -302,7 +295,6 @@ impl<'a> Exchanger<'a> {
                     return Tried::Failed(failure, attempt);
                 }
             };
-            Tally::add(&self.tally.retries, 1);
             tokio::select! {
                 biased;
                 why = self.stop.stopped() => return Tried::Unsent(why, attempt),

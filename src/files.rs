@@ -42,8 +42,10 @@ pub fn check(cli: &Cli) -> Result<(), String> {
         ("--errors", &cli.errors),
         ("--stats", &cli.stats),
     ];
+    // A dry run writes none of them.
     let mut written: Vec<(String, Named)> = flags
         .into_iter()
+        .filter(|_| !cli.dry_run)
         .filter_map(|(flag, path)| {
             let file = named(path.as_deref()?)?;
             Some((format!("{flag} {}", file.name), file))

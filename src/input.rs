@@ -14,7 +14,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, IsTerminal, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -75,9 +75,6 @@ pub struct Source {
 /// found before anything is sent or any output is touched.
 pub fn open(inputs: &[PathBuf]) -> anyhow::Result<Vec<Source>> {
     if inputs.is_empty() {
-        if io::stdin().is_terminal() {
-            crate::app::say("reading JSON lines from the terminal; end with Ctrl-D");
-        }
         return Ok(vec![stdin()?]);
     }
     inputs
@@ -316,7 +313,11 @@ fn read_one(
                 "the line is longer than --max-line-bytes ({})",
                 bytesize::ByteSize(max_line as u64)
             );
-            let skipped = skip_line(&mut reader);
+            // The line's end may be in what was read already.
+            let skipped = match line.ends_with(b"\n") {
+                true => Ok(()),
+                false => skip_line(&mut reader),
+            };
             pending.push(Ok(invalid(kept, at.clone(), problem)), read);
             match skipped {
                 Ok(()) => continue,
@@ -522,6 +523,19 @@ mod tests {
             )
         );
         assert_eq!(got[3], Ok((4, "3".into())));
+    }
+
+    #[test]
+    fn a_line_one_byte_over_the_limit_leaves_the_next_line_alone() {
+        let got = read_bytes(b"\"12345678\"\n\"123456789\"\n7\n", 10);
+        assert_eq!(got[0], Ok((1, "\"12345678\"".into())));
+        assert!(
+            got[1]
+                .clone()
+                .unwrap_err()
+                .starts_with("in.jsonl:2: the line is longer")
+        );
+        assert_eq!(got[2], Ok((3, "7".into())));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use serde::Serialize;
@@ -41,6 +41,8 @@ pub enum Lines {
     },
     /// A `null` line for each of this many failed records (--on-error null).
     Nulls(usize),
+    /// --dry-run: the request that would carry some records, as one line.
+    Shown(Box<RawValue>),
     /// Records without a result, to the dead-letter sink.
     DeadLetters(Vec<DeadLetter>),
 }
@@ -100,33 +102,75 @@ const PIPE_BUF: usize = 4096;
 const GIVE_UP_CHECK: Duration = Duration::from_millis(50);
 /// Dead letters shown on a terminal before the rest are only counted.
 const SHOWN_ON_TERMINAL: u64 = 5;
-/// Why results that were answered went to the dead letters instead.
-const NOT_READ: &str =
-    "answered, but not written: the run was stopped while the output was not being read";
+/// How long a result line longer than PIPE_BUF, once started, may wait to be finished after
+/// the writer was told to give up: cutting it would leave half a line.
+const LONG_LINE_PATIENCE: Duration = Duration::from_secs(1);
 
 pub struct Output {
     lines: mpsc::Sender<Lines>,
-    done: oneshot::Receiver<Result<Written, Failed>>,
+    /// Set once the output cannot take results (it could not be created or written).
+    failing: Arc<AtomicBool>,
+    done: oneshot::Receiver<(Written, Result<(), Failed>)>,
     give_up: Arc<AtomicBool>,
     name: String,
     /// The dead-letter file, for messages.
     errors_name: String,
 }
 
-/// What the writer did, beyond the lines it was given.
+/// What the writer did with the lines it was given.
 #[derive(Debug, Default)]
 pub struct Written {
     /// Whether the output file was created (or opened to append to).
     pub opened: bool,
-    /// Results that became dead letters because the writer gave up on the output.
+    /// Result lines written (not null lines, nor requests shown by --dry-run).
+    pub results: u64,
+    /// Results that became dead letters instead: the output could not take them.
     pub given_up: u64,
+}
+
+/// How the writer ended.
+pub struct Finished {
+    pub reader: Reader,
+    pub written: Written,
+    /// Why the output could not be written, when it could not.
+    pub error: Option<anyhow::Error>,
 }
 
 /// Which sink failed, and how.
 enum Failed {
     Results(io::Error),
+    /// The output file could not be created: its results went to the dead letters.
     Create(PathBuf, io::Error),
     Errors(io::Error),
+}
+
+/// Why results go to the dead letters instead of the output, from some point on.
+enum Lost {
+    /// The run was stopped at once while nobody read the output.
+    NotRead,
+    /// The output file could not be created.
+    Create(PathBuf, io::Error),
+    /// The output (named) could not be written to.
+    Write(String, io::Error),
+}
+
+impl Lost {
+    fn describe(&self) -> String {
+        match self {
+            Lost::NotRead => "answered, but not written: the run was stopped while the output \
+                              was not being read"
+                .into(),
+            Lost::Create(path, e) => {
+                format!(
+                    "answered, but not written: cannot create {}: {e}",
+                    path.display()
+                )
+            }
+            Lost::Write(name, e) => {
+                format!("answered, but not written: cannot write to {name}: {e}")
+            }
+        }
+    }
 }
 
 /// Whether anyone still reads what is written.
@@ -162,6 +206,7 @@ impl Output {
     /// output file could be written, without touching it yet.
     pub fn open(sinks: &Sinks) -> anyhow::Result<Output> {
         if let Some(path) = sinks.output {
+            // Probed without truncating; a FIFO is not opened, which its reader would see.
             writable(path).map_err(|e| anyhow!("cannot create {}: {e}", path.display()))?;
         }
         let errors = sinks
@@ -187,8 +232,10 @@ impl Output {
             _ => None,
         };
         let give_up = Arc::new(AtomicBool::new(false));
+        let failing = Arc::new(AtomicBool::new(false));
         let writer = Writer {
             results,
+            name: name.clone(),
             errors: BufWriter::new(match errors {
                 Some(file) => Box::new(file) as Box<dyn Write + Send>,
                 // Unlocked, and around the progress display: the rest of abatch writes
@@ -196,6 +243,8 @@ impl Output {
                 None => Box::new(crate::progress::Stderr),
             }),
             give_up: give_up.clone(),
+            failing: failing.clone(),
+            lost: None,
             shown,
             hidden: 0,
             written: Written::default(),
@@ -210,6 +259,7 @@ impl Output {
             .map_err(|e| anyhow!("cannot start the output writer: {e}"))?;
         Ok(Output {
             lines,
+            failing,
             done,
             give_up,
             name,
@@ -228,27 +278,59 @@ impl Output {
         }
     }
 
-    /// From now on, results that cannot be written at once (nobody reads the pipe) become
-    /// dead letters instead of waiting.
-    pub fn give_up(&self) {
-        self.give_up.store(true, Ordering::Relaxed);
+    /// Whether the output can no longer take results: the run had better stop.
+    pub fn failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
     }
 
-    /// Waits until everything queued is written and flushed.
-    pub async fn finish(self) -> anyhow::Result<(Reader, Written)> {
+    /// The switch that tells the writer to give up on an output nobody reads: from then on,
+    /// results that cannot be written at once become dead letters instead of waiting.
+    pub fn give_up(&self) -> GiveUp {
+        GiveUp(self.give_up.clone())
+    }
+
+    /// Waits until everything queued is written (or given up) and flushed.
+    pub async fn finish(self) -> Finished {
         drop(self.lines);
-        match self.done.await {
-            Ok(Ok(written)) => Ok((Reader::Listening, written)),
-            Ok(Err(Failed::Results(e))) if e.kind() == io::ErrorKind::BrokenPipe => {
-                Ok((Reader::Gone, Written::default()))
+        let Ok((written, ended)) = self.done.await else {
+            return Finished {
+                reader: Reader::Listening,
+                written: Written::default(),
+                error: Some(anyhow!("the writer of {} stopped unexpectedly", self.name)),
+            };
+        };
+        let (reader, error) = match ended {
+            Ok(()) => (Reader::Listening, None),
+            Err(Failed::Results(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+                (Reader::Gone, None)
             }
-            Ok(Err(Failed::Results(e))) => Err(anyhow!("cannot write to {}: {e}", self.name)),
-            Ok(Err(Failed::Create(path, e))) => {
-                Err(anyhow!("cannot create {}: {e}", path.display()))
-            }
-            Ok(Err(Failed::Errors(e))) => Err(anyhow!("cannot write to {}: {e}", self.errors_name)),
-            Err(_) => Err(anyhow!("the writer of {} stopped unexpectedly", self.name)),
+            Err(Failed::Results(e)) => (
+                Reader::Listening,
+                Some(anyhow!("cannot write to {}: {e}", self.name)),
+            ),
+            Err(Failed::Create(path, e)) => (
+                Reader::Listening,
+                Some(anyhow!("cannot create {}: {e}", path.display())),
+            ),
+            Err(Failed::Errors(e)) => (
+                Reader::Listening,
+                Some(anyhow!("cannot write to {}: {e}", self.errors_name)),
+            ),
+        };
+        Finished {
+            reader,
+            written,
+            error,
         }
+    }
+}
+
+/// Tells the writer to give up on an output nobody reads (see [`Output::give_up`]).
+pub struct GiveUp(Arc<AtomicBool>);
+
+impl GiveUp {
+    pub fn now(&self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -267,18 +349,25 @@ fn open_file(path: &Path, append: bool) -> io::Result<File> {
 /// Whether `path` could be opened for writing, changing nothing: an existing file is opened
 /// without truncating it; for a new one, its directory must exist.
 pub fn writable(path: &Path) -> io::Result<()> {
-    match OpenOptions::new().write(true).open(path) {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => OpenOptions::new().write(true).open(path).map(drop),
+        // A FIFO or a device: opening it would be seen by its other end.
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             let directory = match path.parent() {
                 Some(parent) if !parent.as_os_str().is_empty() => parent,
                 _ => Path::new("."),
             };
-            if std::fs::metadata(directory)?.is_dir() {
-                Ok(())
-            } else {
-                Err(io::Error::from(io::ErrorKind::NotADirectory))
+            if !std::fs::metadata(directory)?.is_dir() {
+                return Err(io::Error::from(io::ErrorKind::NotADirectory));
             }
+            let name = std::ffi::CString::new(directory.as_os_str().as_encoded_bytes())
+                .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+            // SAFETY: a valid NUL-terminated path; access(2) only reads it.
+            if unsafe { libc::access(name.as_ptr(), libc::W_OK) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
         }
         Err(e) => Err(e),
     }
@@ -297,17 +386,29 @@ impl Sink {
     /// Standard output, written through a descriptor of its own (no buffer but ours).
     fn open_stdout() -> io::Result<Sink> {
         let fd: OwnedFd = io::stdout().as_fd().try_clone_to_owned()?;
-        let file = File::from(fd);
-        let may_wait = !file.metadata().is_ok_and(|m| m.is_file());
-        Ok(Sink::Open { file, may_wait })
+        Ok(Sink::open(File::from(fd)))
+    }
+
+    fn open(file: File) -> Sink {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = file.metadata().map(|m| m.file_type());
+        let may_wait = kind.is_ok_and(|k| k.is_fifo() || k.is_socket()) || file.is_terminal();
+        Sink::Open { file, may_wait }
     }
 }
 
 /// The writer thread's state.
 struct Writer {
     results: Sink,
+    /// The output's name, for messages.
+    name: String,
     errors: BufWriter<Box<dyn Write + Send>>,
     give_up: Arc<AtomicBool>,
+    /// Raised when results can no longer be written, for the run to stop.
+    failing: Arc<AtomicBool>,
+    /// Once set, every result from then on goes to the dead letters: nothing is written
+    /// after a line that could not be.
+    lost: Option<Lost>,
     /// How many more dead letters may be shown (on a terminal), if limited.
     shown: Option<u64>,
     /// Dead letters not shown.
@@ -316,7 +417,17 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, mut queue: mpsc::Receiver<Lines>) -> Result<Written, Failed> {
+    fn run(mut self, queue: mpsc::Receiver<Lines>) -> (Written, Result<(), Failed>) {
+        let ended = self.write_all(queue);
+        let ended = match (ended, self.lost.take()) {
+            (Ok(()), Some(Lost::Create(path, e))) => Err(Failed::Create(path, e)),
+            (Ok(()), Some(Lost::Write(_, e))) => Err(Failed::Results(e)),
+            (ended, _) => ended,
+        };
+        (self.written, ended)
+    }
+
+    fn write_all(&mut self, mut queue: mpsc::Receiver<Lines>) -> Result<(), Failed> {
         let mut text = Vec::new();
         let mut ends = Vec::new();
         while let Some(lines) = queue.blocking_recv() {
@@ -334,14 +445,16 @@ impl Writer {
                         ends.push(text.len());
                     }
                     let done = self.write_results(&text, &ends)?;
-                    if done < results.len() {
+                    self.written.results += done as u64;
+                    if let Some(lost) = self.lost.as_ref().filter(|_| done < results.len()) {
                         self.written.given_up += (results.len() - done) as u64;
+                        let error: Arc<str> = Arc::from(lost.describe());
                         let letters: Vec<DeadLetter> = records
                             .into_iter()
                             .skip(done)
                             .map(|record| DeadLetter {
                                 record,
-                                error: Arc::from(NOT_READ),
+                                error: error.clone(),
                                 status: None,
                                 attempts,
                             })
@@ -355,6 +468,13 @@ impl Writer {
                         ends.push(text.len());
                     }
                     // Records that failed have their dead letters already.
+                    self.write_results(&text, &ends)?;
+                }
+                Lines::Shown(request) => {
+                    compact_into(request.get(), &mut text);
+                    text.push(b'\n');
+                    ends.push(text.len());
+                    // Nothing was sent: a request not shown loses nothing.
                     self.write_results(&text, &ends)?;
                 }
                 Lines::DeadLetters(letters) => self.write_letters(&letters, &mut text)?,
@@ -377,8 +497,7 @@ impl Writer {
                 .write_all(line.as_bytes())
                 .map_err(Failed::Errors)?;
         }
-        self.errors.flush().map_err(Failed::Errors)?;
-        Ok(self.written)
+        self.errors.flush().map_err(Failed::Errors)
     }
 
     fn write_letters(&mut self, letters: &[DeadLetter], text: &mut Vec<u8>) -> Result<(), Failed> {
@@ -398,26 +517,45 @@ impl Writer {
         self.errors.write_all(text).map_err(Failed::Errors)
     }
 
+    /// After a failed write: a reader that went away stops the writer (quietly: see
+    /// [`Reader::Gone`]); any other failure sends every result from now on to the dead
+    /// letters, and is reported at the end.
+    fn lose(&mut self, e: io::Error) -> Result<(), Failed> {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            return Err(Failed::Results(e));
+        }
+        self.lost = Some(Lost::Write(self.name.clone(), e));
+        self.failing.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Writes the lines of `text` (each ending at one of `ends`); returns how many were
-    /// written, all of them unless the writer gave up on a pipe nobody reads.
+    /// written: all of them, unless the output was lost (see [`Lost`]) before or during.
     fn write_results(&mut self, text: &[u8], ends: &[usize]) -> Result<usize, Failed> {
-        if ends.is_empty() {
+        if ends.is_empty() || self.lost.is_some() {
             return Ok(0);
         }
         if let Sink::Later { path, append } = &self.results {
-            let file = open_file(path, *append).map_err(|e| Failed::Create(path.clone(), e))?;
-            self.written.opened = true;
-            self.results = Sink::Open {
-                file,
-                may_wait: false,
-            };
+            match open_file(path, *append) {
+                Ok(file) => {
+                    self.written.opened = true;
+                    self.results = Sink::open(file);
+                }
+                Err(e) => {
+                    self.lost = Some(Lost::Create(path.clone(), e));
+                    self.failing.store(true, Ordering::Relaxed);
+                    return Ok(0);
+                }
+            }
         }
         let Sink::Open { file, may_wait } = &mut self.results else {
             return Ok(0);
         };
         if !*may_wait {
-            file.write_all(text).map_err(Failed::Results)?;
-            return Ok(ends.len());
+            return match file.write_all(text) {
+                Ok(()) => Ok(ends.len()),
+                Err(e) => self.lose(e).map(|()| 0),
+            };
         }
         let (mut start, mut done) = (0, 0);
         while done < ends.len() {
@@ -427,11 +565,19 @@ impl Writer {
                 end += 1;
             }
             let piece = &text[start..ends[end - 1]];
-            for part in piece.chunks(PIPE_BUF) {
-                if !wait_for_room(file, &self.give_up) {
+            for (i, part) in piece.chunks(PIPE_BUF).enumerate() {
+                // A long line, once begun, is given a little longer to end whole.
+                let room = match i {
+                    0 => wait_for_room(file, &self.give_up, None),
+                    _ => wait_for_room(file, &self.give_up, Some(LONG_LINE_PATIENCE)),
+                };
+                if !room {
+                    self.lost = Some(Lost::NotRead);
                     return Ok(done);
                 }
-                file.write_all(part).map_err(Failed::Results)?;
+                if let Err(e) = file.write_all(part) {
+                    return self.lose(e).map(|()| done);
+                }
             }
             start = ends[end - 1];
             done = end;
@@ -440,17 +586,22 @@ impl Writer {
     }
 }
 
-/// Waits until `file` has room for PIPE_BUF bytes; false if told to give up first. Once told,
-/// it looks without waiting.
-fn wait_for_room(file: &File, give_up: &AtomicBool) -> bool {
+/// Waits until `file` has room for PIPE_BUF bytes; false if told to give up first (after
+/// `patience` more, if given). Once told, it looks without waiting.
+fn wait_for_room(file: &File, give_up: &AtomicBool, patience: Option<Duration>) -> bool {
     let mut fds = libc::pollfd {
         fd: file.as_raw_fd(),
         events: libc::POLLOUT,
         revents: 0,
     };
+    let mut deadline = None;
     loop {
         let giving_up = give_up.load(Ordering::Relaxed);
-        let millis = if giving_up {
+        if giving_up && deadline.is_none() {
+            deadline = Some(Instant::now() + patience.unwrap_or_default());
+        }
+        let late = deadline.is_some_and(|d| Instant::now() >= d);
+        let millis = if late {
             0
         } else {
             GIVE_UP_CHECK.as_millis() as libc::c_int
@@ -461,7 +612,7 @@ fn wait_for_room(file: &File, give_up: &AtomicBool) -> bool {
         if ready > 0 {
             return true;
         }
-        if giving_up {
+        if late {
             return false;
         }
     }

@@ -152,11 +152,6 @@ impl Progress {
     pub fn hide(&self) {
         self.bar.finish_and_clear();
     }
-
-    /// Takes the display off the screen for good.
-    pub fn finish(self) {
-        self.bar.finish_and_clear();
-    }
 }
 
 /// "12345 done, 4100/s · 3 in flight · 2 retries · 1 failed · 3s": the most telling first,

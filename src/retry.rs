@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::client::Failure;
+use crate::client::{Failure, RetryAfter};
 
 /// The longest wait the backoff schedule chooses (a Retry-After may ask for longer).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -24,12 +24,12 @@ pub struct Policy {
 }
 
 /// Why the policy gives up on a batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GiveUp {
     /// Another attempt would fail the same way, or the attempts are used up.
     Done,
-    /// The server asked to wait longer than --retry-max-wait.
-    WaitTooLong,
+    /// The server asked (with this Retry-After) to wait longer than --retry-max-wait.
+    WaitTooLong(RetryAfter),
 }
 
 impl Policy {
@@ -52,7 +52,7 @@ impl Policy {
             Failure::Status {
                 retry_after: Some(asked),
                 ..
-            } if asked.wait > self.max_wait => Err(GiveUp::WaitTooLong),
+            } if asked.wait > self.max_wait => Err(GiveUp::WaitTooLong(asked.clone())),
             Failure::Status {
                 retry_after: Some(asked),
                 ..
@@ -93,7 +93,6 @@ pub fn retryable(failure: &Failure) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::RetryAfter;
 
     fn invalid() -> Failure {
         Failure::Response {
@@ -181,14 +180,9 @@ mod tests {
             POLICY.retry(&status(429, Some(300)), 1, 0.5),
             Ok(Duration::from_secs(300))
         );
-        assert_eq!(
-            POLICY.retry(&status(429, Some(301)), 1, 0.5),
-            Err(GiveUp::WaitTooLong)
-        );
-        assert_eq!(
-            POLICY.retry(&status(503, Some(100_000)), 3, 0.5),
-            Err(GiveUp::WaitTooLong)
-        );
+        let too_long = |retry| matches!(retry, Err(GiveUp::WaitTooLong(_)));
+        assert!(too_long(POLICY.retry(&status(429, Some(301)), 1, 0.5)));
+        assert!(too_long(POLICY.retry(&status(503, Some(100_000)), 3, 0.5)));
     }
 
     #[test]

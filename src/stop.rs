@@ -4,8 +4,9 @@
 //!   input, start no new attempt (no new batch, no retry, no split half), and end every wait
 //!   (backoff, Retry-After, --rate) at once. Attempts already in flight run to their end.
 //!   Every record read but not answered goes to the dead letters.
-//! - Once an abort is reported, or on a second signal: give up on the attempts in flight too.
-//!   A second signal also stops waiting for a reader of the output that does not read.
+//! - Once an abort is reported (unless what failed was never sent: an invalid line, a record
+//!   the request shape cannot hold), or on a second signal: give up on the attempts in flight
+//!   too. A second signal also stops waiting for a reader of the output that does not read.
 //! - Further signals change nothing: the run is already ending as fast as it can.
 
 use std::cell::Cell;
@@ -17,7 +18,7 @@ use crate::exit::Exit;
 /// Why records went unanswered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unsent {
-    /// An earlier batch failed under `--on-error abort`.
+    /// An earlier batch failed under `--on-error abort`, or the output could not be written.
     Aborted,
     /// A signal stopped the run.
     Interrupted,
@@ -27,12 +28,8 @@ impl Unsent {
     /// Why records that were tried `attempts` times have no result.
     pub fn describe(self, attempts: u32) -> &'static str {
         match (self, attempts) {
-            (Unsent::Aborted, 0) => {
-                "not sent: the run stopped at an earlier failure (--on-error abort)"
-            }
-            (Unsent::Aborted, _) => {
-                "not answered: the run stopped at an earlier failure (--on-error abort)"
-            }
+            (Unsent::Aborted, 0) => "not sent: the run stopped at an earlier failure",
+            (Unsent::Aborted, _) => "not answered: the run stopped at an earlier failure",
             (Unsent::Interrupted, 0) => "not sent: the run was interrupted",
             (Unsent::Interrupted, _) => "interrupted before it was answered",
         }
@@ -47,6 +44,26 @@ pub struct Stop {
     cancel: CancellationToken,
     /// The first signal received, if any.
     signal: Cell<Option<Exit>>,
+    /// Signals received so far.
+    received: Cell<u32>,
+}
+
+/// SIGINT and SIGTERM, caught from the start of the run to its very end.
+pub struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Catches both signals; None where they cannot be caught (they keep their default
+    /// effect).
+    pub fn catch() -> Option<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Some(Signals {
+            interrupt: signal(SignalKind::interrupt()).ok()?,
+            terminate: signal(SignalKind::terminate()).ok()?,
+        })
+    }
 }
 
 impl Stop {
@@ -55,7 +72,7 @@ impl Stop {
         &self.stopping
     }
 
-    /// A batch failed under `--on-error abort`.
+    /// A batch failed under `--on-error abort`, or the output cannot be written.
     pub fn abort(&self) {
         self.stopping.cancel();
     }
@@ -95,40 +112,35 @@ impl Stop {
         self.signal.get()
     }
 
-    /// Acts on SIGINT and SIGTERM until the run ends; never resolves by itself. `first` says
-    /// what the run now waits for; `second` is called on the second signal.
-    pub async fn watch_signals(&self, first: impl Fn() -> String, second: impl Fn()) {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut interrupt), Ok(mut terminate)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            // Without handlers, the signals keep their default effect.
+    /// Acts on SIGINT and SIGTERM; never resolves by itself, and may be called again for a
+    /// later stage of the run. `first` says what the run now waits for; `second` stops
+    /// waiting for what can be left.
+    pub async fn watch_signals(
+        &self,
+        signals: &mut Option<Signals>,
+        first: impl Fn(),
+        second: impl Fn(),
+    ) {
+        let Some(signals) = signals else {
             return std::future::pending().await;
         };
-        let mut received = 0;
         loop {
             let exit = tokio::select! {
-                _ = interrupt.recv() => Exit::Interrupted,
-                _ = terminate.recv() => Exit::Terminated,
+                _ = signals.interrupt.recv() => Exit::Interrupted,
+                _ = signals.terminate.recv() => Exit::Terminated,
             };
-            received += 1;
+            self.received.set(self.received.get() + 1);
             if self.signal.get().is_none() {
                 self.signal.set(Some(exit));
             }
-            match received {
-                1 => {
-                    self.stopping.cancel();
-                    crate::app::say(first());
-                }
+            self.stopping.cancel();
+            match self.received.get() {
+                1 => first(),
                 2 => {
-                    self.stopping.cancel();
                     self.cancel.cancel();
                     second();
-                    crate::app::say(
-                        "stopping at once: records in flight go to the dead letters, unanswered",
-                    );
                 }
+                // The run already ends as fast as it can.
                 _ => {}
             }
         }

@@ -59,7 +59,7 @@ pub struct Summary<'a> {
 }
 
 /// "1 batch", "2 batches".
-fn count(n: u64, one: &str, many: &str) -> String {
+pub fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 

@@ -125,17 +125,32 @@ fn output_that_is_also_an_input_is_refused() {
 }
 
 #[test]
-fn a_failing_output_is_an_error_naming_it() {
+fn a_failing_output_is_an_error_naming_it_and_stops_the_run() {
     let server = quick_server();
     let out = abatch_to(&server)
-        .args(["-o", "/dev/full"])
-        .write_stdin(records(0..3))
+        .args(["-o", "/dev/full", "-b", "10", "-c", "1"])
+        .write_stdin(records(0..1000))
         .assert()
         .code(1);
-    let stderr = String::from_utf8_lossy(&out.get_output().stderr);
+    let stderr = Stderr::of(&out.get_output().stderr);
     assert_eq!(
-        stderr.trim_end(),
+        stderr.message(),
         "abatch: cannot write to /dev/full: No space left on device (os error 28)"
+    );
+    let read = stderr.records_read();
+    assert_eq!(dead_ids(&stderr.dead), (0..read).collect::<Vec<_>>());
+    assert!(
+        stderr.dead[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("answered, but not written: cannot write to /dev/full"),
+        "{:?}",
+        stderr.dead[0]
+    );
+    assert!(
+        server.requests().len() < 100,
+        "the run stopped: {} requests",
+        server.requests().len()
     );
 }
 

@@ -333,9 +333,10 @@ fn an_abort_leaves_every_unanswered_record_in_the_dead_letters() {
         ..Behavior::default()
     });
     for ordered in [true, false] {
+        // More than the reader takes in at once.
         let mut input = records(0..300);
         input.push_str(&poison(300, 500));
-        input.push_str(&records(301..2000));
+        input.push_str(&records(301..200_000));
         let before = server.requests().len();
         let mut cmd = abatch_to(&server);
         cmd.args(["-b", "7", "-c", "4", "--retries", "0"]);
@@ -355,8 +356,8 @@ fn an_abort_leaves_every_unanswered_record_in_the_dead_letters() {
         all.extend(dead_ids(&stderr.dead));
         all.sort_unstable();
         assert_eq!(all, (0..read).collect::<Vec<_>>(), "each record once");
-        // Every byte taken from stdin counts, the records read ahead included.
-        assert_eq!(read, 2000);
+        // Every record taken from stdin counts, those read ahead included; reading stopped.
+        assert!(read < 200_000, "reading stopped");
         let sent: usize = server.requests()[before..].iter().map(|r| r.records).sum();
         assert!(sent < 400, "nothing new was sent after the failure: {sent}");
         if ordered {
@@ -449,7 +450,7 @@ fn property_every_record_once_whatever_the_settings() {
 fn a_retry_after_longer_than_the_longest_wait_fails_at_once_quoting_it() {
     for (asked, wait) in [
         ("100000", "1day 3h 46m 40s"),
-        ("Fri, 31 Dec 9999 23:59:59 GMT", ""),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", "7972years"),
     ] {
         let server = server(Behavior {
             status: Some(503),
