@@ -203,7 +203,8 @@ pub struct Cli {
     )]
     pub v2_output: Option<String>,
 
-    /// Write results to FILE instead of stdout
+    /// Write results to FILE instead of stdout; it is created (or emptied) only when its first
+    /// line is written, so a run that writes none leaves it as it was
     #[arg(
         short,
         long,
@@ -245,13 +246,13 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_limit, allow_hyphen_values = true, help_heading = "Reliability", env = "ABATCH_RETRY_MAX_WAIT")]
     pub retry_max_wait: Duration,
 
-    /// What a batch that still fails does: stop the run (abort), write nothing for its
-    /// records (skip), or write a null line for each (null)
+    /// What a batch (or an invalid input line) that still fails does: stop the run (abort),
+    /// write nothing for its records (skip), or write a null line for each (null)
     #[arg(long, value_name = "POLICY", value_enum, default_value_t = OnError::Abort, help_heading = "Reliability", env = "ABATCH_ON_ERROR")]
     pub on_error: OnError,
 
-    /// Write each record that has no result here, as a JSON line with its error (default:
-    /// stderr)
+    /// Write each record that has no result here, as a JSON line with its error; emptied once
+    /// the inputs open (default: stderr, where a terminal shows the first five)
     #[arg(
         long,
         value_name = "FILE",
@@ -294,7 +295,8 @@ pub struct Cli {
     pub stats: Option<PathBuf>,
 
     /// Read and batch as usual but send nothing: print each request that would be sent as one
-    /// JSON line (header values and a password in the URL redacted)
+    /// JSON line (header values and a password in the URL redacted) on stdout; no file is
+    /// written
     #[arg(long, env = "ABATCH_DRY_RUN", value_parser = Switch, help_heading = "Display")]
     pub dry_run: bool,
 
