@@ -3,17 +3,16 @@
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
-use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 use futures::StreamExt;
 
-use crate::batch::{self, Limits};
-use crate::cli::{Cli, OnError};
+use crate::batch;
+use crate::cli::OnError;
 use crate::client::{Client, Failure};
+use crate::config::{Config, Display, Files};
 use crate::exchange::{Exchanger, Outcome, Part};
 use crate::exit::Exit;
 use crate::input::{self, Record};
@@ -28,13 +27,13 @@ use crate::summary::{self, Summary, Tally};
 /// Finished batches that may wait behind a slow one, per connection slot, with --ordered.
 const WAITING_PER_SLOT: usize = 4;
 
-pub fn run(cli: Cli) -> anyhow::Result<Exit> {
-    log_requests(cli.verbose);
+pub fn run(config: Config) -> anyhow::Result<Exit> {
+    log_requests(config.display.verbose);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| anyhow!("cannot start the runtime: {e}"))?;
-    let outcome = runtime.block_on(pipe(cli));
+    let outcome = runtime.block_on(pipe(config));
     // Requests still in flight when the reader of the output went away are dropped.
     runtime.shutdown_background();
     outcome
@@ -71,60 +70,59 @@ fn log_requests(verbose: u8) {
         .init();
 }
 
-async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
+async fn pipe(config: Config) -> anyhow::Result<Exit> {
+    let Config {
+        input,
+        batch: limits,
+        concurrency,
+        http,
+        shape,
+        flow,
+        files,
+        display,
+    } = config;
     let started = Instant::now();
     let mut signals = Signals::catch();
     // Every input opens before anything is sent or any file is touched.
-    let sources = input::open(&cli.inputs)?;
-    if cli.inputs.is_empty() && std::io::stdin().is_terminal() && !cli.quiet {
+    let sources = input::open(&input.paths)?;
+    if input.paths.is_empty() && std::io::stdin().is_terminal() && !display.quiet {
         say("reading JSON lines from the terminal; end with Ctrl-D");
     }
-    if cli.insecure {
+    if display.insecure {
         say("warning: --insecure: TLS certificates are not verified");
     }
-    let client = Client::new(&cli)?;
+    let client = Client::new(&http, shape)?;
     // --dry-run writes the requests to stdout and leaves every file alone.
-    let files = |path| written_file(&cli, path);
-    if let (true, Some(output)) = (cli.dry_run, &cli.output) {
+    if let (true, Some(output)) = (files.dry_run, &files.output) {
         say(format_args!(
             "--dry-run: the requests go to standard output; {} is left alone",
             output.display()
         ));
     }
-    if let Some(stats) = files(&cli.stats) {
+    if let Some(stats) = files.written(&files.stats) {
         output::writable(stats).map_err(|e| anyhow!("cannot create {}: {e}", stats.display()))?;
     }
-    let resumed = match (files(&cli.output), cli.resume) {
+    let resumed = match (files.written(&files.output), files.resume) {
         (Some(output), true) => output::complete_lines(output)?,
         _ => 0,
     };
     let sinks = Sinks {
-        output: files(&cli.output),
-        errors: files(&cli.errors),
-        append: cli.resume,
+        output: files.written(&files.output),
+        errors: files.written(&files.errors),
+        append: files.resume,
     };
     let output = Output::open(&sinks)?;
     let errors_place = sinks.errors_place();
 
     let stop = Stop::default();
     let tally = Tally::default();
-    let exchanger = Exchanger::new(&cli, &client, &stop, &tally);
-    let limits = Limits {
-        // --single: one record per request.
-        records: if client.shape().single() {
-            NonZeroUsize::MIN
-        } else {
-            cli.batch_size
-        },
-        bytes: cli.max_batch_bytes,
-        timeout: cli.batch_timeout,
-    };
-    let concurrency = cli.concurrency.get();
-    let progress = progress::wanted(cli.progress, cli.no_progress, cli.quiet)
-        .then(|| Progress::start(progress::total_bytes(&cli.inputs)));
+    let exchanger = Exchanger::new(&flow, &client, &stop, &tally);
+    let concurrency = concurrency.get();
+    let progress = progress::wanted(display.progress, display.no_progress, display.quiet)
+        .then(|| Progress::start(progress::total_bytes(&input.paths)));
 
     let mut to_skip = resumed;
-    let reading = input::records(sources, cli.max_line_bytes.get(), stop.stopping().clone());
+    let reading = input::records(sources, input.max_line, stop.stopping().clone());
     let records = reading.filter(|record| {
         let skip = record.is_ok() && to_skip > 0;
         if skip {
@@ -139,15 +137,15 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
         let exchanger = &exchanger;
         async move { Ok(exchanger.outcome(batch?).await) }
     });
-    let completed = if cli.ordered {
+    let completed = if files.ordered {
         order::ordered(exchanges, concurrency, WAITING_PER_SLOT * concurrency).left_stream()
     } else {
         exchanges.buffer_unordered(concurrency).right_stream()
     };
 
     let mut router = Router {
-        on_error: cli.on_error,
-        ordered: cli.ordered,
+        on_error: flow.on_error,
+        ordered: files.ordered,
         stop: &stop,
         tally: &tally,
         output: &output,
@@ -192,7 +190,7 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
             n => format!(
                 "waiting for the {} in flight, at most {}",
                 summary::count(n, "request", "requests"),
-                humantime::format_duration(cli.timeout)
+                humantime::format_duration(http.timeout)
             ),
         };
         say(format_args!(
@@ -221,7 +219,7 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
         ..
     } = router;
     let input_ended = input_error.is_none() && stop.signalled().is_none() && failed_batches == 0;
-    if let Some(output) = cli
+    if let Some(output) = files
         .output
         .as_ref()
         .filter(|_| input_ended && tally.skipped.get() < resumed)
@@ -262,22 +260,20 @@ async fn pipe(cli: Cli) -> anyhow::Result<Exit> {
         elapsed: started.elapsed(),
         errors_place,
     };
-    let exit = conclude(&cli, ending);
+    let exit = conclude(&files, &display, flow.on_error, concurrency, ending);
     // A clean run that had nothing to write still leaves its output, empty, as `>` would.
-    if let (Exit::Success, false, false, Some(path)) =
-        (exit, written.opened, cli.resume, files(&cli.output))
-    {
+    if let (Exit::Success, false, false, Some(path)) = (
+        exit,
+        written.opened,
+        files.resume,
+        files.written(&files.output),
+    ) {
         if let Err(e) = File::create(path) {
             say(format_args!("cannot create {}: {e}", path.display()));
             return Ok(Exit::Aborted);
         }
     }
     Ok(exit)
-}
-
-/// A file the run writes to, unless it is a dry run, which leaves every file alone.
-fn written_file<'a>(cli: &Cli, path: &'a Option<PathBuf>) -> Option<&'a Path> {
-    path.as_deref().filter(|_| !cli.dry_run)
 }
 
 /// How a run ended, for the closing messages, the exit status and --stats.
@@ -294,8 +290,14 @@ struct Ending<'a> {
 }
 
 /// Decides the exit status, says how the run ended on stderr, and writes --stats.
-fn conclude(cli: &Cli, ending: Ending) -> Exit {
-    let aborts = cli.on_error == OnError::Abort;
+fn conclude(
+    files: &Files,
+    display: &Display,
+    on_error: OnError,
+    concurrency: usize,
+    ending: Ending,
+) -> Exit {
+    let aborts = on_error == OnError::Abort;
     let exit = if let Some(signal) = ending.signal {
         signal
     } else if ending.input_error.is_some() || (aborts && ending.failed_batches > 0) {
@@ -318,19 +320,18 @@ fn conclude(cli: &Cli, ending: Ending) -> Exit {
     if let Some(input_error) = ending.input_error {
         say(format_args!("{input_error:#}"));
     }
-    if !cli.quiet || exit != Exit::Success {
-        let output_name = cli.output.as_ref().map(|p| p.display().to_string());
+    if !display.quiet || exit != Exit::Success {
+        let output_name = files.output.as_ref().map(|p| p.display().to_string());
         say(Summary {
             tally: ending.tally,
             elapsed: ending.elapsed,
             errors: &ending.errors_place,
             reader_gone: ending.reader_gone,
             resumed_from: output_name.as_deref(),
-            dry_run: cli.dry_run,
+            dry_run: files.dry_run,
         });
     }
-    if let Some(path) = cli.stats.as_ref().filter(|_| !cli.dry_run) {
-        let concurrency = cli.concurrency.get();
+    if let Some(path) = files.written(&files.stats) {
         let report = Report::new(ending.tally, ending.elapsed, concurrency, exit as u8);
         let written = File::create(path).and_then(|file| {
             serde_json::to_writer_pretty(BufWriter::new(file), &report).map_err(Into::into)

@@ -392,9 +392,9 @@ pub struct Rate {
 }
 
 impl Cli {
-    /// Parses the command line and checks what no single flag can: that flags do not
-    /// contradict each other, that no file abatch writes is also one it reads or another it
-    /// writes (see [`crate::files`]), and that --resume can trust the output's line count.
+    /// Parses the command line, settling what only the parse can tell: which of two
+    /// contradicting flags was given where, and a URL given where a FILE goes. The rules
+    /// between flags are [`crate::config::Config`]'s.
     pub fn parse_checked() -> Result<Cli, clap::Error> {
         let matches = Cli::command()
             .try_get_matches()
@@ -418,17 +418,6 @@ impl Cli {
                 _ => cli.progress = false,
             }
         }
-        if let Err(problem) = crate::shape::Shape::new(&cli) {
-            return Err(Cli::command().error(clap::error::ErrorKind::InvalidValue, problem));
-        }
-        if cli.resume && cli.on_error == OnError::Skip {
-            return Err(conflict(
-                "--resume cannot be used with --on-error skip: skipped records leave no line, \
-                 so the output's line count no longer tells how far the input was done"
-                    .into(),
-            ));
-        }
-        crate::files::check(&cli).map_err(conflict)?;
         Ok(cli)
     }
 

@@ -12,7 +12,7 @@ use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::cli::Cli;
+use crate::config::Http;
 use crate::input::Record;
 use crate::shape::{Input, Shape, Unusable};
 
@@ -117,12 +117,13 @@ const MAX_REDIRECTS: usize = 10;
 const QUOTED_HEADER: usize = 64;
 
 impl Client {
-    /// The client `cli` describes: its URL, headers, timeouts, limits and trust.
-    pub fn new(cli: &Cli) -> anyhow::Result<Client> {
+    /// The client `http` describes (its URL, headers, timeouts, limits and trust), making
+    /// requests and reading answers as `shape` says.
+    pub fn new(http: &Http, shape: Shape) -> anyhow::Result<Client> {
         let mut headers = HeaderMap::new();
         let mut shown_headers =
             BTreeMap::from([("user-agent".to_string(), USER_AGENT.to_string())]);
-        for header in cli.headers() {
+        for header in &http.headers {
             headers.append(header.name.clone(), header.value.clone());
             shown_headers.insert(header.name.to_string(), "(redacted)".into());
         }
@@ -144,17 +145,14 @@ impl Client {
                 }
             }))
             .tcp_nodelay(true)
-            .tls_danger_accept_invalid_certs(cli.insecure);
-        if let Some(ca) = &cli.cacert {
+            .tls_danger_accept_invalid_certs(http.insecure);
+        if let Some(ca) = &http.cacert {
             builder = builder.tls_certs_merge(ca.certs.clone());
         }
-        let http = builder
+        let client = builder
             .build()
             .map_err(|e| anyhow!("cannot set up the HTTP client: {}", root_cause(&e)))?;
-        let url = cli
-            .url
-            .clone()
-            .ok_or_else(|| anyhow!("--url (or ABATCH_URL) is required"))?;
+        let url = http.url.clone();
         let shown_url = redacted(&url);
         tracing::debug!("POST to {shown_url}");
         // host_str keeps the brackets of an IPv6 address.
@@ -164,14 +162,14 @@ impl Client {
             None => host,
         };
         Ok(Client {
-            http,
+            http: client,
             url,
             shown_url,
             endpoint,
-            timeout: cli.timeout,
-            max_response_bytes: cli.max_response_bytes.get(),
+            timeout: http.timeout,
+            max_response_bytes: http.max_response_bytes,
             shown_headers,
-            shape: Shape::new(cli).map_err(|e| anyhow!(e))?,
+            shape,
         })
     }
 
@@ -541,7 +539,8 @@ mod tests {
     /// The shape these flags describe.
     fn shape(flags: &[&str]) -> Shape {
         let args = ["abatch", "-u", "http://host/"].iter().chain(flags);
-        Shape::new(&<Cli as clap::Parser>::try_parse_from(args).unwrap()).unwrap()
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(args).unwrap();
+        crate::config::Config::new(cli).unwrap().shape
     }
 
     #[test]

@@ -12,8 +12,9 @@ use governor::{DefaultDirectRateLimiter, Quota};
 use serde_json::value::RawValue;
 
 use crate::batch::{self, Batch};
-use crate::cli::{Cli, OnError, Rate};
+use crate::cli::{OnError, Rate};
 use crate::client::{Answer, Client, Failure};
+use crate::config::Flow;
 use crate::input::Record;
 use crate::retry::{GiveUp, Policy};
 use crate::shape::Input;
@@ -77,17 +78,11 @@ pub struct Exchanger<'a> {
 }
 
 impl<'a> Exchanger<'a> {
-    /// Exchanges as `cli` asks (retries, splitting, rate, error policy, dry run), through
+    /// Exchanges as `flow` says (retries, splitting, rate, error policy, dry run), through
     /// `client`.
-    pub fn new(cli: &Cli, client: &'a Client, stop: &'a Stop, tally: &'a Tally) -> Exchanger<'a> {
-        let policy = Policy {
-            retries: cli.retries,
-            backoff: cli.retry_backoff,
-            split: cli.split_on_error,
-            max_wait: cli.retry_max_wait,
-        };
+    pub fn new(flow: &Flow, client: &'a Client, stop: &'a Stop, tally: &'a Tally) -> Exchanger<'a> {
         // Evenly spaced starts (a burst of one): no second ever holds more than N of them.
-        let rate = cli.rate.map(|rate: Rate| {
+        let rate = flow.rate.map(|rate: Rate| {
             let quota = Quota::with_period(rate.per / rate.count.get())
                 .unwrap_or_else(|| Quota::per_second(rate.count));
             let clock = DefaultClock::default();
@@ -98,12 +93,12 @@ impl<'a> Exchanger<'a> {
         });
         Exchanger {
             client,
-            policy,
+            policy: flow.policy,
             rate,
             stop,
             tally,
-            aborts: cli.on_error == OnError::Abort,
-            dry_run: cli.dry_run,
+            aborts: flow.on_error == OnError::Abort,
+            dry_run: flow.dry_run,
         }
     }
 

@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::cli::Cli;
+use crate::config::Files;
 
 /// What a file is, whatever it is called.
 #[derive(Debug, PartialEq, Eq)]
@@ -26,32 +26,32 @@ struct Named {
     identity: Identity,
 }
 
-/// Checks that no file `cli` has abatch write is one it reads or another it writes; says which
-/// two clash when some do.
-pub fn check(cli: &Cli) -> Result<(), String> {
+/// Checks that no file of `files` is one of `inputs` or another of `files`, nor stdout one of
+/// `inputs`; says which two clash when some do.
+pub fn check(inputs: &[PathBuf], files: &Files) -> Result<(), String> {
     let mut read = Vec::new();
-    let stdin_read = cli.inputs.is_empty() || cli.inputs.iter().any(|p| p.as_os_str() == "-");
+    let stdin_read = inputs.is_empty() || inputs.iter().any(|p| p.as_os_str() == "-");
     if stdin_read {
         read.extend(regular_stdio(io::stdin().as_fd(), "standard input"));
     }
-    for input in cli.inputs.iter().filter(|p| p.as_os_str() != "-") {
+    for input in inputs.iter().filter(|p| p.as_os_str() != "-") {
         read.extend(named(input));
     }
     let flags = [
-        ("--output", &cli.output),
-        ("--errors", &cli.errors),
-        ("--stats", &cli.stats),
+        ("--output", &files.output),
+        ("--errors", &files.errors),
+        ("--stats", &files.stats),
     ];
     // A dry run writes none of them.
     let mut written: Vec<(String, Named)> = flags
         .into_iter()
-        .filter(|_| !cli.dry_run)
+        .filter(|_| !files.dry_run)
         .filter_map(|(flag, path)| {
             let file = named(path.as_deref()?)?;
             Some((format!("{flag} {}", file.name), file))
         })
         .collect();
-    if cli.output.is_none() || cli.dry_run {
+    if files.output.is_none() || files.dry_run {
         if let Some(stdout) = regular_stdio(io::stdout().as_fd(), "standard output") {
             written.push(("standard output".into(), stdout));
         }

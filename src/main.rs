@@ -4,6 +4,7 @@ mod app;
 mod batch;
 mod cli;
 mod client;
+mod config;
 mod exchange;
 mod exit;
 mod files;
@@ -47,7 +48,14 @@ fn main() -> ExitCode {
             }
         };
     }
-    match app::run(cli) {
+    let config = match config::Config::new(cli) {
+        Ok(config) => config,
+        Err(usage) => {
+            let _ = usage.print();
+            return Exit::Usage.into();
+        }
+    };
+    match app::run(config) {
         Ok(exit) => exit.into(),
         Err(err) => {
             app::say(format_args!("{err:#}"));

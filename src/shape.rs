@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use serde_json::value::RawValue;
 
-use crate::cli::{Api, Cli};
+use crate::cli::{Api, Set};
 use crate::json::{self, Pointer};
 
 /// How requests and answers look.
@@ -111,11 +111,28 @@ fn preset(api: Api) -> Preset {
     }
 }
 
+/// The shaping flags, as given.
+pub struct Flags<'a> {
+    pub api: Option<Api>,
+    pub input: &'a Option<String>,
+    pub template: &'a Option<String>,
+    pub results: &'a Option<String>,
+    pub result: &'a Option<String>,
+    pub index: &'a Option<String>,
+    pub merge: &'a Option<String>,
+    pub single: bool,
+    pub model: &'a Option<String>,
+    pub sets: &'a [Set],
+    pub v2_input: &'a Option<String>,
+    pub v2_datatype: &'a Option<String>,
+    pub v2_output: &'a Option<String>,
+}
+
 impl Shape {
-    /// The shape `cli` asks for: its --api preset, with explicit flags over it. Errors are
+    /// The shape the flags ask for: its --api preset, with explicit flags over it. Errors are
     /// usage errors (a bad pointer, a template without its placeholder, a missing --model).
-    pub fn new(cli: &Cli) -> Result<Shape, String> {
-        let preset = cli.api.map_or(PLAIN, preset);
+    pub fn new(flags: &Flags) -> Result<Shape, String> {
+        let preset = flags.api.map_or(PLAIN, preset);
         let pointer = |flag: &str, given: &Option<String>, default: Option<&str>| {
             given
                 .as_deref()
@@ -123,17 +140,17 @@ impl Shape {
                 .map(|text| Pointer::parse(text).map_err(|e| format!("--{flag}: {e}")))
                 .transpose()
         };
-        let single = cli.single || preset.single;
+        let single = flags.single || preset.single;
         let token = if single { "$record" } else { "$batch" };
         // --single without a preset sends the record itself.
-        let default = if single && cli.api.is_none() {
+        let default = if single && flags.api.is_none() {
             "$record"
         } else {
             preset.template
         };
-        let template = cli.template.as_deref().unwrap_or(default);
+        let template = flags.template.as_deref().unwrap_or(default);
         let mut fields = Vec::new();
-        if let Some(model) = &cli.model {
+        if let Some(model) = &flags.model {
             fields.push((
                 "model".to_string(),
                 serde_json::to_string(model).map_err(|e| e.to_string())?,
@@ -141,53 +158,53 @@ impl Shape {
         } else if preset.needs_model {
             return Err(format!(
                 "--api {} needs --model NAME",
-                cli.api.map(|a| a.name()).unwrap_or_default()
+                flags.api.map(|a| a.name()).unwrap_or_default()
             ));
         }
-        for set in &cli.sets {
+        for set in flags.sets {
             if fields.iter().any(|(key, _)| key == &set.key) {
-                return Err(match (set.key.as_str(), &cli.model) {
+                return Err(match (set.key.as_str(), &flags.model) {
                     ("model", Some(_)) => "--model and --set model both set \"model\"".into(),
                     (key, _) => format!("--set {key} is given twice"),
                 });
             }
             fields.push((set.key.clone(), set.value.get().to_owned()));
         }
-        let v2 = (preset.v2 && cli.template.is_none()).then(|| V2 {
-            input: cli.v2_input.clone().unwrap_or_else(|| "input-0".into()),
-            datatype: cli.v2_datatype.clone(),
-            output: cli.v2_output.clone(),
+        let v2 = (preset.v2 && flags.template.is_none()).then(|| V2 {
+            input: flags.v2_input.clone().unwrap_or_else(|| "input-0".into()),
+            datatype: flags.v2_datatype.clone(),
+            output: flags.v2_output.clone(),
         });
         if v2.is_none() {
-            unused_v2_flags(cli)?;
+            unused_v2_flags(flags)?;
         }
         let (before, after) = if v2.is_some() {
             // The tensor is built per batch; the fields go beside "inputs".
-            clashes(cli, &fields, &["inputs".into()], "the --api v2 tensor")?;
+            clashes(flags, &fields, &["inputs".into()], "the --api v2 tensor")?;
             (with_fields("{}", &fields)?, String::new())
         } else {
             split_template(template, token)?;
             if !fields.is_empty() {
                 let Some(taken) = top_level_keys(template, token) else {
-                    return Err(no_place_for_fields(cli, single));
+                    return Err(no_place_for_fields(flags, single));
                 };
-                let from = match cli.api {
-                    Some(api) if cli.template.is_none() => format!("from --api {}", api.name()),
+                let from = match flags.api {
+                    Some(api) if flags.template.is_none() => format!("from --api {}", api.name()),
                     _ => "from --template".into(),
                 };
-                clashes(cli, &fields, &taken, &from)?;
+                clashes(flags, &fields, &taken, &from)?;
             }
             split_template(&with_fields(template, &fields)?, token)?
         };
         Ok(Shape {
-            input: pointer("input", &cli.input, None)?,
+            input: pointer("input", &flags.input, None)?,
             before,
             after,
             single,
-            results: pointer("results", &cli.results, preset.results)?,
-            result: pointer("result", &cli.result, preset.result)?,
-            index: pointer("index", &cli.index, preset.index)?,
-            merge: cli.merge.clone(),
+            results: pointer("results", &flags.results, preset.results)?,
+            result: pointer("result", &flags.result, preset.result)?,
+            index: pointer("index", &flags.index, preset.index)?,
+            merge: flags.merge.clone(),
             chat: preset.chat,
             v2,
         })
@@ -463,39 +480,39 @@ fn chat_messages(record: &RawValue) -> Result<Input<'_>, String> {
 }
 
 /// The error for --model or --set when the body is not an object: what the body is instead.
-fn no_place_for_fields(cli: &Cli, single: bool) -> String {
-    let flags = match (&cli.model, cli.sets.is_empty()) {
+fn no_place_for_fields(flags: &Flags, single: bool) -> String {
+    let given = match (&flags.model, flags.sets.is_empty()) {
         (Some(_), false) => "--model and --set have",
         (Some(_), true) => "--model has",
         (None, _) => "--set has",
     };
-    let why = if cli.template.is_some() {
+    let why = if flags.template.is_some() {
         "--template is not a JSON object".to_string()
-    } else if single && cli.api.is_none() {
+    } else if single && flags.api.is_none() {
         "with --single and no --template the body is the record itself; give a --template \
          such as '{\"input\": $record}'"
             .to_string()
-    } else if let Some(api) = cli.api {
+    } else if let Some(api) = flags.api {
         format!("the body of --api {} is not a JSON object", api.name())
     } else {
         "without --template (or an --api) the body is the bare JSON array of records; give a \
          --template such as '{\"input\": $batch}'"
             .to_string()
     };
-    format!("{flags} no place in the request: {why}")
+    format!("{given} no place in the request: {why}")
 }
 
 /// Refuses a field (from --model or --set) the body already has among `taken`, which came
 /// `from` there.
 fn clashes(
-    cli: &Cli,
+    flags: &Flags,
     fields: &[(String, String)],
     taken: &[String],
     from: &str,
 ) -> Result<(), String> {
     match fields.iter().find(|(key, _)| taken.contains(key)) {
         Some((key, _)) => {
-            let flag = match (key.as_str(), &cli.model) {
+            let flag = match (key.as_str(), &flags.model) {
                 ("model", Some(_)) => "--model".to_string(),
                 _ => format!("--set {key}"),
             };
@@ -517,24 +534,24 @@ fn top_level_keys(template: &str, token: &str) -> Option<Vec<String>> {
 }
 
 /// Refuses the --v2-* flags where there is no v2 tensor for them to shape.
-fn unused_v2_flags(cli: &Cli) -> Result<(), String> {
+fn unused_v2_flags(flags: &Flags) -> Result<(), String> {
     let given: Vec<&str> = [
-        ("--v2-input", cli.v2_input.is_some()),
-        ("--v2-datatype", cli.v2_datatype.is_some()),
-        ("--v2-output", cli.v2_output.is_some()),
+        ("--v2-input", flags.v2_input.is_some()),
+        ("--v2-datatype", flags.v2_datatype.is_some()),
+        ("--v2-output", flags.v2_output.is_some()),
     ]
     .into_iter()
     .filter_map(|(flag, given)| given.then_some(flag))
     .collect();
-    let (flags, verb) = match given[..] {
+    let (named, verb) = match given[..] {
         [] => return Ok(()),
         [one] => (one.to_string(), "applies"),
         _ => (given.join(" and "), "apply"),
     };
-    Err(if cli.api == Some(Api::V2) {
-        format!("{flags} {verb} to the --api v2 tensor, which --template replaces")
+    Err(if flags.api == Some(Api::V2) {
+        format!("{named} {verb} to the --api v2 tensor, which --template replaces")
     } else {
-        format!("{flags} only {verb} to --api v2")
+        format!("{named} only {verb} to --api v2")
     })
 }
 
