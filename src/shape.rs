@@ -197,13 +197,13 @@ impl Shape {
             split_template(&with_fields(template, &fields)?, token)?
         };
         Ok(Shape {
-            input: pointer("input", &flags.input, None)?,
+            input: pointer("input", flags.input, None)?,
             before,
             after,
             single,
-            results: pointer("results", &flags.results, preset.results)?,
-            result: pointer("result", &flags.result, preset.result)?,
-            index: pointer("index", &flags.index, preset.index)?,
+            results: pointer("results", flags.results, preset.results)?,
+            result: pointer("result", flags.result, preset.result)?,
+            index: pointer("index", flags.index, preset.index)?,
             merge: flags.merge.clone(),
             chat: preset.chat,
             v2,
