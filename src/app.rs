@@ -13,8 +13,9 @@ use crate::batch;
 use crate::cli::OnError;
 use crate::client::{Client, Failure};
 use crate::config::{Config, Display, Files};
-use crate::exchange::{Exchanger, Outcome, Part};
 use crate::exit::Exit;
+use crate::flow::exchange::{Exchanger, Outcome, Part};
+use crate::flow::limit::Limit;
 use crate::input::{self, Record};
 use crate::order;
 use crate::output::{self, DeadLetter, Lines, Output, Reader, Sinks};
@@ -116,7 +117,8 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
 
     let stop = Stop::default();
     let tally = Tally::default();
-    let exchanger = Exchanger::new(&flow, &client, &stop, &tally);
+    let limit = Limit::new(concurrency.get());
+    let exchanger = Exchanger::new(&flow, &client, &limit, &stop, &tally);
     let concurrency = concurrency.get();
     let progress = progress::wanted(display.progress, display.no_progress, display.quiet)
         .then(|| Progress::start(progress::total_bytes(&input.paths)));

@@ -11,7 +11,7 @@ use reqwest::Url;
 
 use crate::batch::Limits;
 use crate::cli::{CaCerts, Cli, Header, OnError, Rate};
-use crate::retry::Policy;
+use crate::flow::retry::Policy;
 use crate::shape::{self, Shape};
 
 /// Everything a run needs, checked.

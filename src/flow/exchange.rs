@@ -4,19 +4,19 @@
 //! answered or not, so that none is lost. Once the run is stopping no attempt starts and no
 //! wait goes on; once attempts in flight are given up, they end at once.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota};
 use serde_json::value::RawValue;
 
 use crate::batch::{self, Batch};
-use crate::cli::{OnError, Rate};
+use crate::cli::OnError;
 use crate::client::{Answer, Client, Failure};
 use crate::config::Flow;
+use crate::flow::limit::{Ended, Limit};
+use crate::flow::pace::Pace;
+use crate::flow::retry::{GiveUp, Policy};
 use crate::input::Record;
-use crate::retry::{GiveUp, Policy};
 use crate::shape::Input;
 use crate::stop::{Stop, Unsent};
 use crate::summary::Tally;
@@ -68,7 +68,8 @@ impl Part {
 pub struct Exchanger<'a> {
     client: &'a Client,
     policy: Policy,
-    rate: Option<(DefaultDirectRateLimiter, DefaultClock)>,
+    pace: Pace,
+    limit: &'a Limit,
     stop: &'a Stop,
     tally: &'a Tally,
     /// Whether a failed batch stops the run (--on-error abort).
@@ -79,22 +80,19 @@ pub struct Exchanger<'a> {
 
 impl<'a> Exchanger<'a> {
     /// Exchanges as `flow` says (retries, splitting, rate, error policy, dry run), through
-    /// `client`.
-    pub fn new(flow: &Flow, client: &'a Client, stop: &'a Stop, tally: &'a Tally) -> Exchanger<'a> {
-        // Evenly spaced starts (a burst of one): no second ever holds more than N of them.
-        let rate = flow.rate.map(|rate: Rate| {
-            let quota = Quota::with_period(rate.per / rate.count.get())
-                .unwrap_or_else(|| Quota::per_second(rate.count));
-            let clock = DefaultClock::default();
-            (
-                DefaultDirectRateLimiter::direct_with_clock(quota, clock.clone()),
-                clock,
-            )
-        });
+    /// `client`, each attempt holding a slot of `limit`.
+    pub fn new(
+        flow: &Flow,
+        client: &'a Client,
+        limit: &'a Limit,
+        stop: &'a Stop,
+        tally: &'a Tally,
+    ) -> Exchanger<'a> {
         Exchanger {
             client,
             policy: flow.policy,
-            rate,
+            pace: Pace::new(flow.rate),
+            limit,
             stop,
             tally,
             aborts: flow.on_error == OnError::Abort,
@@ -235,7 +233,12 @@ impl<'a> Exchanger<'a> {
             if let Some(why) = self.stop.no_new_attempts() {
                 return Tried::Unsent(why, attempt - 1);
             }
-            if let Err(why) = self.pace().await {
+            let slot = tokio::select! {
+                biased;
+                why = self.stop.stopped() => return Tried::Unsent(why, attempt - 1),
+                slot = self.limit.acquire() => slot,
+            };
+            if let Err(why) = self.pace.wait(self.stop).await {
                 return Tried::Unsent(why, attempt - 1);
             }
             if attempt > 1 {
@@ -255,6 +258,8 @@ impl<'a> Exchanger<'a> {
             };
             let took = started.elapsed();
             measures.attempt_finished(took, &sent);
+            drop(slot);
+            self.limit.attempt_ended(took, records.len(), ended(&sent));
             let span = || batch::span(records);
             let ms = took.as_secs_f64() * 1000.0;
             let failure = match sent {
@@ -298,22 +303,18 @@ impl<'a> Exchanger<'a> {
             attempt += 1;
         }
     }
+}
 
-    /// Waits until the request rate allows one more request, or the run stops.
-    async fn pace(&self) -> Result<(), Unsent> {
-        let Some((limiter, clock)) = &self.rate else {
-            return Ok(());
-        };
-        while let Err(not_until) = limiter.check() {
-            let wait = not_until.wait_time_from(clock.now());
-            tracing::debug!("--rate: waiting {:.1} ms", wait.as_secs_f64() * 1000.0);
-            tokio::select! {
-                biased;
-                why = self.stop.stopped() => return Err(why),
-                () = tokio::time::sleep(wait.max(Duration::from_micros(100))) => {}
-            }
-        }
-        Ok(())
+/// How an attempt ended, as the concurrency limit sees it.
+fn ended(sent: &Result<Answer, Failure>) -> Ended {
+    match sent {
+        Ok(_) => Ended::Answered,
+        Err(Failure::Timeout(_)) => Ended::Overloaded,
+        Err(failure) => match failure.status().map(|s| s.as_u16()) {
+            Some(429 | 503) => Ended::Overloaded,
+            Some(_) => Ended::Answered,
+            None => Ended::Failed,
+        },
     }
 }
 

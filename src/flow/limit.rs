@@ -1,0 +1,151 @@
+//! The concurrency limit: how many attempts may be in flight at once. Each attempt takes a
+//! slot before it is sent and gives it back when its answer is in (or it is given up). The
+//! size may change while the run goes: a smaller size lets no new attempt start until enough
+//! slots are back; a larger one wakes the attempts waiting. Whatever decides the size is told
+//! how each attempt went ([`Limit::attempt_ended`]); today the size is `--concurrency`, fixed.
+
+use std::cell::Cell;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+pub struct Limit {
+    size: Cell<usize>,
+    taken: Cell<usize>,
+    freed: Notify,
+}
+
+/// A slot in the limit, given back when dropped.
+pub struct Slot<'a> {
+    limit: &'a Limit,
+}
+
+/// How an attempt ended, as far as the limit cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// An answer came (any status but those below).
+    Answered,
+    /// The server said it is overloaded (429, 503), or the attempt timed out.
+    Overloaded,
+    /// Anything else: no answer, a refused certificate, a record that could not be sent.
+    Failed,
+}
+
+// Resized only by the tests so far: the seam an adaptive limit will use.
+#[cfg_attr(not(test), allow(dead_code))]
+impl Limit {
+    /// A limit of `size` slots (at least one).
+    pub fn new(size: usize) -> Limit {
+        Limit {
+            size: Cell::new(size.max(1)),
+            taken: Cell::new(0),
+            freed: Notify::new(),
+        }
+    }
+
+    /// Waits for a free slot and takes it.
+    pub async fn acquire(&self) -> Slot<'_> {
+        loop {
+            let freed = self.freed.notified();
+            if self.taken.get() < self.size.get() {
+                self.taken.set(self.taken.get() + 1);
+                return Slot { limit: self };
+            }
+            freed.await;
+        }
+    }
+
+    /// Changes the number of slots (at least one); attempts in flight keep theirs.
+    pub fn resize(&self, size: usize) {
+        self.size.set(size.max(1));
+        self.freed.notify_waiters();
+    }
+
+    pub fn size(&self) -> usize {
+        self.size.get()
+    }
+
+    /// Slots taken now.
+    pub fn in_use(&self) -> usize {
+        self.taken.get()
+    }
+
+    /// Told of each attempt as it ends: `took` from send to answer, for `records` records.
+    /// A fixed limit does not change; an adaptive one decides its next size here.
+    pub fn attempt_ended(&self, _took: Duration, _records: usize, _ended: Ended) {}
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let limit = self.limit;
+        limit.taken.set(limit.taken.get() - 1);
+        limit.freed.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::rc::Rc;
+
+    /// Runs `attempts` attempts of 10 ms each through `limit` while `resize` changes it on a
+    /// paused clock; checks no more attempts than the limit allowed when each started are in
+    /// flight, and returns the most in flight at once.
+    #[tokio::test(start_paused = true)]
+    async fn in_flight_never_exceeds_the_limit_as_it_shrinks_and_grows() {
+        let limit = Rc::new(Limit::new(4));
+        let most = Rc::new(Cell::new(0));
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                let mut tasks = Vec::new();
+                for _ in 0..200 {
+                    let (limit, most) = (limit.clone(), most.clone());
+                    tasks.push(tokio::task::spawn_local(async move {
+                        let slot = limit.acquire().await;
+                        assert!(
+                            limit.in_use() <= limit.size(),
+                            "{} in use, limit {}",
+                            limit.in_use(),
+                            limit.size()
+                        );
+                        most.set(most.get().max(limit.in_use()));
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        drop(slot);
+                    }));
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                assert_eq!(limit.in_use(), 4);
+                limit.resize(1);
+                // Those in flight finish; then one at a time.
+                tokio::time::sleep(Duration::from_millis(15)).await;
+                assert_eq!(limit.in_use(), 1);
+                most.set(0);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                assert_eq!(most.get(), 1, "shrunk to one");
+                limit.resize(8);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                assert_eq!(
+                    limit.in_use(),
+                    8,
+                    "grown: the waiting attempts start at once"
+                );
+                for task in tasks {
+                    task.await.unwrap();
+                }
+                assert_eq!(limit.in_use(), 0);
+            })
+            .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_limit_is_never_below_one() {
+        let limit = Limit::new(0);
+        assert_eq!(limit.size(), 1);
+        let slot = limit.acquire().await;
+        limit.resize(0);
+        assert_eq!(limit.size(), 1);
+        drop(slot);
+        let _again = limit.acquire().await;
+    }
+}

@@ -1,0 +1,9 @@
+//! Flow control: how a batch becomes an outcome. Every attempt (a first try, a retry, a split
+//! half) takes a slot from the concurrency [`limit`] and waits for the request rate
+//! ([`pace`]); the [`retry`] policy says what to try again and when; [`exchange`] puts them
+//! together for one batch.
+
+pub mod exchange;
+pub mod limit;
+pub mod pace;
+pub mod retry;
