@@ -19,11 +19,12 @@ use crate::flow::limit::Limit;
 use crate::input::{self, Record};
 use crate::order;
 use crate::output::{self, DeadLetter, Lines, Output, Reader, Sinks};
-use crate::progress::{self, Progress};
+use crate::report::Metrics;
+use crate::report::progress::{self, Progress};
+use crate::report::stats::Report;
+use crate::report::summary::{self, Summary};
 use crate::shape::Shape;
-use crate::stats::Report;
 use crate::stop::{Signals, Stop, Unsent};
-use crate::summary::{self, Summary, Tally};
 
 /// Finished batches that may wait behind a slow one, per connection slot, with --ordered.
 const WAITING_PER_SLOT: usize = 4;
@@ -116,7 +117,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
     let errors_place = sinks.errors_place();
 
     let stop = Stop::default();
-    let tally = Tally::default();
+    let tally = Metrics::default();
     let limit = Limit::new(concurrency.get());
     let exchanger = Exchanger::new(&flow, &client, &limit, &stop, &tally);
     let concurrency = concurrency.get();
@@ -129,9 +130,9 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         let skip = record.is_ok() && to_skip > 0;
         if skip {
             to_skip -= 1;
-            Tally::add(&tally.skipped, 1);
+            Metrics::add(&tally.skipped, 1);
         } else if record.is_ok() {
-            Tally::add(&tally.read, 1);
+            Metrics::add(&tally.read, 1);
         }
         futures::future::ready(!skip)
     });
@@ -243,7 +244,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
     // The writer's count is the truth: some answers may have become dead letters instead.
     let written = finished.written;
     tally.written.set(written.results);
-    Tally::add(&tally.unsent, written.given_up as usize);
+    Metrics::add(&tally.unsent, written.given_up as usize);
     if let Some(error) = finished.error {
         input_error = Some(match input_error {
             None => error,
@@ -280,7 +281,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
 
 /// How a run ended, for the closing messages, the exit status and --stats.
 struct Ending<'a> {
-    tally: &'a Tally,
+    tally: &'a Metrics,
     signal: Option<Exit>,
     first_failure: Option<String>,
     failed_batches: usize,
@@ -353,7 +354,7 @@ struct Router<'a> {
     on_error: OnError,
     ordered: bool,
     stop: &'a Stop,
-    tally: &'a Tally,
+    tally: &'a Metrics,
     output: &'a Output,
     /// How each result becomes a line (--merge).
     shape: &'a Shape,
@@ -375,7 +376,7 @@ impl Router<'_> {
         if self.count_bytes {
             // Each record's line and its newline, for the progress bar.
             let bytes: usize = records.iter().map(|r| r.json.get().len() + 1).sum();
-            Tally::add(&self.tally.bytes_done, bytes);
+            Metrics::add(&self.tally.bytes_done, bytes);
         }
         let mut records = records.into_iter();
         for part in parts {
@@ -393,7 +394,7 @@ impl Router<'_> {
                                 .collect(),
                             None => results,
                         };
-                        Tally::add(&self.tally.written, n);
+                        Metrics::add(&self.tally.written, n);
                         self.write(Lines::Results {
                             records,
                             results,
@@ -403,7 +404,7 @@ impl Router<'_> {
                     }
                     Some(why) => {
                         let error = format!("answered, but not written: {why}");
-                        Tally::add(&self.tally.unsent, n);
+                        Metrics::add(&self.tally.unsent, n);
                         self.write(dead_letters(these, &error, None, attempts))
                             .await;
                     }
@@ -424,7 +425,7 @@ impl Router<'_> {
                             }
                         });
                     }
-                    Tally::add(&self.tally.failed, n);
+                    Metrics::add(&self.tally.failed, n);
                     let status = failure.status().map(|s| s.as_u16());
                     let letters =
                         dead_letters(these.into_iter(), &failure.to_string(), status, attempts);
@@ -450,7 +451,7 @@ impl Router<'_> {
                     self.write(Lines::Shown(request)).await;
                 }
                 Part::Unsent { why, attempts, .. } => {
-                    Tally::add(&self.tally.unsent, n);
+                    Metrics::add(&self.tally.unsent, n);
                     self.leave_gap(why);
                     self.write(dead_letters(these, why.describe(attempts), None, attempts))
                         .await;

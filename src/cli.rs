@@ -13,6 +13,8 @@ use reqwest::header::{HeaderName, HeaderValue};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
+use crate::exit::Exit;
+
 /// Send newline-delimited JSON records to an HTTP inference endpoint in batches, and write one
 /// result per record.
 ///
@@ -470,34 +472,6 @@ fn url_given_as_file(error: clap::Error) -> clap::Error {
     )
 }
 
-/// The exit statuses, as --help and the man page give them.
-pub const EXIT_STATUSES: [(&str, &str); 6] = [
-    (
-        "0",
-        "every record has a result (or the reader of the output went away)",
-    ),
-    (
-        "1",
-        "aborted: a batch or an invalid input line failed under --on-error abort, an input \
-         is missing or cannot be read, or an output could not be written",
-    ),
-    (
-        "2",
-        "usage error, a file named by a flag (--cacert, -H @FILE) that cannot be read \
-         included; nothing was read or sent, and no file touched",
-    ),
-    (
-        "3",
-        "finished, but some records failed (--on-error skip or null)",
-    ),
-    (
-        "130",
-        "interrupted by SIGINT; a first signal starts nothing new and waits for the requests in \
-         flight, a second stops at once",
-    ),
-    ("143", "terminated by SIGTERM, as for SIGINT"),
-];
-
 /// Examples, as --help and the man page give them: what each does, and the command.
 pub const EXAMPLES: [(&str, &str); 4] = [
     (
@@ -526,8 +500,8 @@ fn after_long_help() -> String {
          --errors file (stderr by default); a summary line on stderr says how many went where.\n\n\
          Exit status:\n",
     );
-    for (code, meaning) in EXIT_STATUSES {
-        text.push_str(&format!("  {code:<4} {meaning}\n"));
+    for exit in Exit::DOCUMENTED {
+        text.push_str(&format!("  {:<4} {}\n", exit as u8, exit.meaning()));
     }
     text.push_str("\nExamples:\n");
     for (what, command) in EXAMPLES {

@@ -1,4 +1,5 @@
-//! The exit statuses abatch documents, as a type.
+//! The exit statuses abatch documents, as a type; --help and the man page list them from
+//! here.
 
 use std::process::ExitCode;
 
@@ -18,6 +19,39 @@ pub enum Exit {
     Interrupted = 130,
     /// SIGTERM stopped the run.
     Terminated = 143,
+}
+
+impl Exit {
+    /// Every status, in the order the documentation lists them.
+    pub const DOCUMENTED: [Exit; 6] = [
+        Exit::Success,
+        Exit::Aborted,
+        Exit::Usage,
+        Exit::SomeFailed,
+        Exit::Interrupted,
+        Exit::Terminated,
+    ];
+
+    /// What the status means, as --help and the man page say it.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Exit::Success => "every record has a result (or the reader of the output went away)",
+            Exit::Aborted => {
+                "aborted: a batch or an invalid input line failed under --on-error abort, an \
+                 input is missing or cannot be read, or an output could not be written"
+            }
+            Exit::Usage => {
+                "usage error, a file named by a flag (--cacert, -H @FILE) that cannot be read \
+                 included; nothing was read or sent, and no file touched"
+            }
+            Exit::SomeFailed => "finished, but some records failed (--on-error skip or null)",
+            Exit::Interrupted => {
+                "interrupted by SIGINT; a first signal starts nothing new and waits for the \
+                 requests in flight, a second stops at once"
+            }
+            Exit::Terminated => "terminated by SIGTERM, as for SIGINT",
+        }
+    }
 }
 
 impl From<Exit> for ExitCode {

@@ -7,7 +7,8 @@ use clap::CommandFactory;
 use clap_complete::Shell;
 use roff::{Roff, bold, roman};
 
-use crate::cli::{Cli, EXAMPLES, EXIT_STATUSES, Generate};
+use crate::cli::{Cli, EXAMPLES, Generate};
+use crate::exit::Exit;
 
 /// Writes what `kind` asks for to `out`.
 pub fn write(kind: Generate, out: &mut dyn Write) -> io::Result<()> {
@@ -39,10 +40,10 @@ pub fn man_page() -> io::Result<Vec<u8>> {
 
     let mut roff = Roff::new();
     roff.control("SH", ["EXIT STATUS"]);
-    for (code, meaning) in EXIT_STATUSES {
+    for exit in Exit::DOCUMENTED {
         roff.control("TP", [])
-            .text([bold(code)])
-            .text([roman(meaning)]);
+            .text([bold((exit as u8).to_string())])
+            .text([roman(exit.meaning())]);
     }
     roff.control("SH", ["ENVIRONMENT"]);
     roff.text([roman(

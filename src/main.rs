@@ -13,11 +13,9 @@ mod input;
 mod json;
 mod order;
 mod output;
-mod progress;
+mod report;
 mod shape;
-mod stats;
 mod stop;
-mod summary;
 #[cfg(test)]
 mod testing;
 

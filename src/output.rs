@@ -240,7 +240,7 @@ impl Output {
                 Some(file) => Box::new(file) as Box<dyn Write + Send>,
                 // Unlocked, and around the progress display: the rest of abatch writes
                 // there too.
-                None => Box::new(crate::progress::Stderr),
+                None => Box::new(crate::report::progress::Stderr),
             }),
             give_up: give_up.clone(),
             failing: failing.clone(),

@@ -17,9 +17,9 @@ use crate::flow::limit::{Ended, Limit};
 use crate::flow::pace::Pace;
 use crate::flow::retry::{GiveUp, Policy};
 use crate::input::Record;
+use crate::report::Metrics;
 use crate::shape::Input;
 use crate::stop::{Stop, Unsent};
-use crate::summary::Tally;
 
 /// A batch's records and what became of them.
 pub struct Outcome {
@@ -71,7 +71,7 @@ pub struct Exchanger<'a> {
     pace: Pace,
     limit: &'a Limit,
     stop: &'a Stop,
-    tally: &'a Tally,
+    tally: &'a Metrics,
     /// Whether a failed batch stops the run (--on-error abort).
     aborts: bool,
     /// Show each request instead of sending it.
@@ -86,7 +86,7 @@ impl<'a> Exchanger<'a> {
         client: &'a Client,
         limit: &'a Limit,
         stop: &'a Stop,
-        tally: &'a Tally,
+        tally: &'a Metrics,
     ) -> Exchanger<'a> {
         Exchanger {
             client,
@@ -123,7 +123,7 @@ impl<'a> Exchanger<'a> {
             };
         }
         let tally = self.tally;
-        Tally::add(&tally.batches, 1);
+        Metrics::add(&tally.batches, 1);
         let number = tally.batches.get();
         tally.measures.batch(records.len(), batch.flush);
         tracing::debug!(
@@ -132,7 +132,7 @@ impl<'a> Exchanger<'a> {
             records.len(),
             batch.flush
         );
-        Tally::add(&tally.in_flight, 1);
+        Metrics::add(&tally.in_flight, 1);
         let parts = self.parts(number, &records).await;
         tally.in_flight.set(tally.in_flight.get() - 1);
         Outcome { records, parts }
@@ -242,9 +242,9 @@ impl<'a> Exchanger<'a> {
                 return Tried::Unsent(why, attempt - 1);
             }
             if attempt > 1 {
-                Tally::add(&self.tally.retries, 1);
+                Metrics::add(&self.tally.retries, 1);
             }
-            Tally::add(&self.tally.requests, 1);
+            Metrics::add(&self.tally.requests, 1);
             let measures = &self.tally.measures;
             measures.attempt_started();
             let started = Instant::now();

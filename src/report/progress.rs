@@ -16,7 +16,7 @@ use indicatif::{
     HumanBytes, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike,
 };
 
-use crate::summary::Tally;
+use crate::report::Metrics;
 
 /// Redraws per second, at most.
 const REDRAWS: u8 = 10;
@@ -127,7 +127,7 @@ impl Progress {
     }
 
     /// Redraws from the counters until dropped; never resolves by itself.
-    pub async fn run(&self, tally: &Tally) {
+    pub async fn run(&self, tally: &Metrics) {
         let mut ticks = tokio::time::interval(REFRESH);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -156,7 +156,7 @@ impl Progress {
 
 /// "12345 done, 4100/s · 3 in flight · 2 retries · 1 failed · 3s": the most telling first,
 /// since a narrow terminal cuts the end.
-fn status(tally: &Tally, elapsed: Duration) -> String {
+fn status(tally: &Metrics, elapsed: Duration) -> String {
     let done = tally.written.get() + tally.dead();
     let rate = done as f64 / elapsed.as_secs_f64().max(1e-3);
     format!(

@@ -1,52 +1,16 @@
-//! Counts what became of the records while the run goes, and says it in one line at the end:
-//! every record read is answered or in the dead-letter sink, and the line shows the sums.
+//! The closing line: where every record read went (answered, or in the dead-letter sink), and
+//! how the run went, as a view of the run's [`Metrics`].
 
-use std::cell::Cell;
 use std::fmt;
 use std::time::Duration;
 
-use crate::stats::Measures;
-
-#[derive(Default)]
-pub struct Tally {
-    pub read: Cell<u64>,
-    /// Records skipped because --resume found their results already written.
-    pub skipped: Cell<u64>,
-    /// Records whose result was written.
-    pub written: Cell<u64>,
-    /// Records the server failed for good (in the dead-letter sink).
-    pub failed: Cell<u64>,
-    /// Records never answered because the run stopped (in the dead-letter sink).
-    pub unsent: Cell<u64>,
-    pub batches: Cell<u64>,
-    pub requests: Cell<u64>,
-    pub retries: Cell<u64>,
-    /// Batches being sent or waiting to be retried.
-    pub in_flight: Cell<u64>,
-    /// Input bytes of the records counted above (their lines, less blank lines and the
-    /// whitespace around records), for the progress display.
-    pub bytes_done: Cell<u64>,
-    /// What --stats reports beyond these counts.
-    pub measures: Measures,
-}
-
-impl Tally {
-    /// Adds `n` to one of the counters.
-    pub fn add(counter: &Cell<u64>, n: usize) {
-        counter.set(counter.get() + n as u64);
-    }
-
-    /// Records that have no result.
-    pub fn dead(&self) -> u64 {
-        self.failed.get() + self.unsent.get()
-    }
-}
+use crate::report::Metrics;
 
 /// The closing line, e.g. "1000 records read: 968 written, 32 failed (dead letters in
 /// failed.jsonl);
 /// 32 batches, 3 retries, 1.2s, 833 records/s".
 pub struct Summary<'a> {
-    pub tally: &'a Tally,
+    pub tally: &'a Metrics,
     pub elapsed: Duration,
     /// Where the dead letters went, for the reader to find them: "in FILE" or "on stderr".
     pub errors: &'a str,
@@ -129,7 +93,7 @@ mod tests {
 
     #[test]
     fn says_where_every_record_went() {
-        let tally = Tally::default();
+        let tally = Metrics::default();
         for (counter, n) in [
             (&tally.read, 1000),
             (&tally.written, 960),

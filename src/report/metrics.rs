@@ -1,0 +1,147 @@
+//! One set of metrics for the run, counted as it goes: what became of the records, and what
+//! --stats reports beyond that (latencies, batch sizes, concurrency, statuses). The summary
+//! line, the --stats document and the progress display are views of it. Memory stays bounded:
+//! latencies go into an HDR histogram.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use crate::batch::Flush;
+use crate::client::{Answer, Failure};
+
+#[derive(Default)]
+pub struct Metrics {
+    pub read: Cell<u64>,
+    /// Records skipped because --resume found their results already written.
+    pub skipped: Cell<u64>,
+    /// Records whose result was written.
+    pub written: Cell<u64>,
+    /// Records the server failed for good (in the dead-letter sink).
+    pub failed: Cell<u64>,
+    /// Records never answered because the run stopped (in the dead-letter sink).
+    pub unsent: Cell<u64>,
+    pub batches: Cell<u64>,
+    pub requests: Cell<u64>,
+    pub retries: Cell<u64>,
+    /// Batches being sent or waiting to be retried.
+    pub in_flight: Cell<u64>,
+    /// Input bytes of the records counted above (their lines, less blank lines and the
+    /// whitespace around records), for the progress display.
+    pub bytes_done: Cell<u64>,
+    /// What --stats reports beyond these counts.
+    pub measures: Measures,
+}
+
+impl Metrics {
+    /// Adds `n` to one of the counters.
+    pub fn add(counter: &Cell<u64>, n: usize) {
+        counter.set(counter.get() + n as u64);
+    }
+
+    /// Records that have no result.
+    pub fn dead(&self) -> u64 {
+        self.failed.get() + self.unsent.get()
+    }
+}
+
+pub struct Measures {
+    /// Attempt latencies, in microseconds.
+    pub(super) latency: RefCell<Histogram<u64>>,
+    pub(super) statuses: RefCell<BTreeMap<u16, u64>>,
+    /// Attempts that got no HTTP answer, by kind.
+    pub(super) errors: RefCell<BTreeMap<&'static str, u64>>,
+    pub(super) smallest_batch: Cell<Option<usize>>,
+    pub(super) largest_batch: Cell<usize>,
+    pub(super) records_batched: Cell<u64>,
+    /// Batches sent by size, bytes, timeout, end of input, an invalid line.
+    pub(super) flushes: [Cell<u64>; 5],
+    pub(super) requests_in_flight: Cell<u64>,
+    pub(super) most_requests_in_flight: Cell<u64>,
+    /// The sum of all attempts' durations: divided by the run's, the mean concurrency.
+    pub(super) busy: Cell<Duration>,
+}
+
+impl Default for Measures {
+    fn default() -> Self {
+        // Three significant figures from 1µs to an hour; anything longer counts as an hour.
+        let latency = Histogram::new_with_bounds(1, 3_600_000_000, 3)
+            .or_else(|_| Histogram::new(3))
+            .unwrap_or_else(|_| unreachable!("3 significant figures are valid"));
+        Measures {
+            latency: RefCell::new(latency),
+            statuses: RefCell::default(),
+            errors: RefCell::default(),
+            smallest_batch: Cell::default(),
+            largest_batch: Cell::default(),
+            records_batched: Cell::default(),
+            flushes: Default::default(),
+            requests_in_flight: Cell::default(),
+            most_requests_in_flight: Cell::default(),
+            busy: Cell::default(),
+        }
+    }
+}
+
+impl Measures {
+    pub fn batch(&self, size: usize, flush: Flush) {
+        let smallest = self.smallest_batch.get().map_or(size, |s| s.min(size));
+        self.smallest_batch.set(Some(smallest));
+        self.largest_batch.set(self.largest_batch.get().max(size));
+        self.records_batched
+            .set(self.records_batched.get() + size as u64);
+        let flush = &self.flushes[flush as usize];
+        flush.set(flush.get() + 1);
+    }
+
+    pub fn attempt_started(&self) {
+        let now = self.requests_in_flight.get() + 1;
+        self.requests_in_flight.set(now);
+        self.most_requests_in_flight
+            .set(self.most_requests_in_flight.get().max(now));
+    }
+
+    /// Attempts sent and not yet answered.
+    pub fn requests_in_flight(&self) -> u64 {
+        self.requests_in_flight.get()
+    }
+
+    /// An attempt given up before its answer came.
+    pub fn attempt_given_up(&self, took: Duration) {
+        self.requests_in_flight
+            .set(self.requests_in_flight.get().saturating_sub(1));
+        self.busy.set(self.busy.get() + took);
+    }
+
+    pub fn attempt_finished(&self, took: Duration, sent: &Result<Answer, Failure>) {
+        self.requests_in_flight
+            .set(self.requests_in_flight.get().saturating_sub(1));
+        self.busy.set(self.busy.get() + took);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.latency.borrow_mut().saturating_record(micros.max(1));
+        let status = match sent {
+            Ok(answer) => Some(answer.status),
+            Err(failure) => failure.status(),
+        };
+        match status {
+            Some(status) => {
+                *self
+                    .statuses
+                    .borrow_mut()
+                    .entry(status.as_u16())
+                    .or_default() += 1
+            }
+            None => {
+                let kind = match sent {
+                    Err(Failure::Timeout(_)) => "timeout",
+                    Err(Failure::Connect { .. }) => "connect",
+                    Err(Failure::Certificate { .. }) => "certificate",
+                    _ => "transport",
+                };
+                *self.errors.borrow_mut().entry(kind).or_default() += 1;
+            }
+        }
+    }
+}

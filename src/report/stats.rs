@@ -1,0 +1,132 @@
+//! The `--stats` JSON document, a view of the run's [`Metrics`]: counts, request latencies,
+//! batch sizes and what sent each batch, achieved concurrency, HTTP statuses.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::batch::Flush;
+use crate::report::Metrics;
+
+/// The `--stats` document.
+#[derive(Serialize)]
+pub struct Report {
+    records: Records,
+    batches: Batches,
+    requests: Requests,
+    concurrency: Concurrency,
+    elapsed_s: f64,
+    records_per_s: f64,
+    exit: u8,
+}
+
+#[derive(Serialize)]
+struct Records {
+    read: u64,
+    skipped: u64,
+    written: u64,
+    failed: u64,
+    unanswered: u64,
+}
+
+#[derive(Serialize)]
+struct Batches {
+    count: u64,
+    size: Sizes,
+    flushed_by: FlushedBy,
+}
+
+#[derive(Serialize)]
+struct Sizes {
+    min: usize,
+    mean: f64,
+    max: usize,
+}
+
+#[derive(Serialize)]
+struct FlushedBy {
+    size: u64,
+    bytes: u64,
+    timeout: u64,
+    end_of_input: u64,
+    invalid_line: u64,
+}
+
+#[derive(Serialize)]
+struct Requests {
+    count: u64,
+    retries: u64,
+    latency_ms: Latency,
+    statuses: BTreeMap<u16, u64>,
+    errors: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Serialize)]
+struct Latency {
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+}
+
+#[derive(Serialize)]
+struct Concurrency {
+    limit: usize,
+    mean: f64,
+    max: u64,
+}
+
+impl Report {
+    pub fn new(tally: &Metrics, elapsed: Duration, limit: usize, exit: u8) -> Report {
+        let m = &tally.measures;
+        let batches = tally.batches.get();
+        let latency = m.latency.borrow();
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        let seconds = elapsed.as_secs_f64().max(1e-9);
+        Report {
+            records: Records {
+                read: tally.read.get(),
+                skipped: tally.skipped.get(),
+                written: tally.written.get(),
+                failed: tally.failed.get(),
+                unanswered: tally.unsent.get(),
+            },
+            batches: Batches {
+                count: batches,
+                size: Sizes {
+                    min: m.smallest_batch.get().unwrap_or(0),
+                    mean: m.records_batched.get() as f64 / batches.max(1) as f64,
+                    max: m.largest_batch.get(),
+                },
+                flushed_by: FlushedBy {
+                    size: m.flushes[Flush::Size as usize].get(),
+                    bytes: m.flushes[Flush::Bytes as usize].get(),
+                    timeout: m.flushes[Flush::Timeout as usize].get(),
+                    end_of_input: m.flushes[Flush::End as usize].get(),
+                    invalid_line: m.flushes[Flush::Invalid as usize].get(),
+                },
+            },
+            requests: Requests {
+                count: tally.requests.get(),
+                retries: tally.retries.get(),
+                latency_ms: Latency {
+                    p50: ms(latency.value_at_quantile(0.50)),
+                    p90: ms(latency.value_at_quantile(0.90)),
+                    p99: ms(latency.value_at_quantile(0.99)),
+                    max: ms(latency.max()),
+                },
+                statuses: m.statuses.borrow().clone(),
+                errors: m.errors.borrow().clone(),
+            },
+            concurrency: Concurrency {
+                limit,
+                mean: m.busy.get().as_secs_f64() / seconds,
+                max: m.most_requests_in_flight.get(),
+            },
+            elapsed_s: elapsed.as_secs_f64(),
+            records_per_s: tally.read.get() as f64 / seconds,
+            exit,
+        }
+    }
+}
