@@ -26,6 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::input::Record;
 
+pub mod route;
+
 /// One batch's results, in record order.
 pub type Results = Vec<Box<RawValue>>;
 
@@ -174,7 +176,7 @@ impl Lost {
 }
 
 /// Whether anyone still reads what is written.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reader {
     Listening,
     /// The reader closed the pipe (as `head` does): a reason to stop quietly, not an error.

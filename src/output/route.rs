@@ -1,0 +1,218 @@
+//! Where each part of an outcome goes, under the error policy: results to the output,
+//! records without one to the dead letters (and a null line each with --on-error null); with
+//! --ordered, nothing after a record that has no line. It also keeps the first failure, to
+//! tell at the end.
+
+use std::sync::Arc;
+
+use crate::batch;
+use crate::cli::OnError;
+use crate::client::Failure;
+use crate::flow::exchange::{Outcome, Part};
+use crate::input::Record;
+use crate::output::{DeadLetter, Lines, Output, Reader};
+use crate::report::Metrics;
+use crate::shape::Shape;
+use crate::stop::{Stop, Unsent};
+
+/// Sends each part of each outcome where it belongs under the error policy: results to the
+/// output, records without one to the dead-letter sink (and a null line each with
+/// --on-error null).
+pub struct Router<'a> {
+    on_error: OnError,
+    ordered: bool,
+    stop: &'a Stop,
+    tally: &'a Metrics,
+    output: &'a Output,
+    /// How each result becomes a line (--merge).
+    shape: &'a Shape,
+    /// Whether the progress display wants the input bytes done.
+    count_bytes: bool,
+    /// The first failure, described for the final message.
+    first_failure: Option<String>,
+    failed_batches: usize,
+    /// With --ordered: why results can no longer be written (an earlier record has none and
+    /// no line stands in for it).
+    gap: Option<&'static str>,
+    reader: Reader,
+}
+
+/// What routing leaves to tell at the end.
+pub struct Routed {
+    /// The first failure, described.
+    pub first_failure: Option<String>,
+    pub failed_batches: usize,
+    pub reader: Reader,
+}
+
+impl<'a> Router<'a> {
+    /// Routes under `on_error` to `output`, counting in `tally`; `shape` makes each result a
+    /// line (--merge); `count_bytes` when the progress display wants input bytes done.
+    pub fn new(
+        on_error: OnError,
+        ordered: bool,
+        stop: &'a Stop,
+        tally: &'a Metrics,
+        output: &'a Output,
+        shape: &'a Shape,
+        count_bytes: bool,
+    ) -> Router<'a> {
+        Router {
+            on_error,
+            ordered,
+            stop,
+            tally,
+            output,
+            shape,
+            count_bytes,
+            first_failure: None,
+            failed_batches: 0,
+            gap: None,
+            reader: Reader::Listening,
+        }
+    }
+
+    /// Whether anyone still reads the output.
+    pub fn reader(&self) -> Reader {
+        self.reader
+    }
+
+    pub fn finish(self) -> Routed {
+        Routed {
+            first_failure: self.first_failure,
+            failed_batches: self.failed_batches,
+            reader: self.reader,
+        }
+    }
+
+    pub async fn route(&mut self, outcome: Outcome) {
+        let Outcome { records, parts } = outcome;
+        if self.count_bytes {
+            // Each record's line and its newline, for the progress bar.
+            let bytes: usize = records.iter().map(|r| r.json.get().len() + 1).sum();
+            Metrics::add(&self.tally.bytes_done, bytes);
+        }
+        let mut records = records.into_iter();
+        for part in parts {
+            let n = part.len();
+            let these = records.by_ref().take(n);
+            match part {
+                Part::Answered { results, attempts } => match self.gap {
+                    None => {
+                        let records: Vec<Record> = these.collect();
+                        let results = match &self.shape.merge {
+                            Some(_) => records
+                                .iter()
+                                .zip(results)
+                                .map(|(record, result)| self.shape.line(&record.json, result))
+                                .collect(),
+                            None => results,
+                        };
+                        Metrics::add(&self.tally.written, n);
+                        self.write(Lines::Results {
+                            records,
+                            results,
+                            attempts,
+                        })
+                        .await;
+                    }
+                    Some(why) => {
+                        let error = format!("answered, but not written: {why}");
+                        Metrics::add(&self.tally.unsent, n);
+                        self.write(dead_letters(these, &error, None, attempts))
+                            .await;
+                    }
+                },
+                Part::Failed {
+                    failure, attempts, ..
+                } => {
+                    let these: Vec<Record> = these.collect();
+                    self.failed_batches += 1;
+                    if self.first_failure.is_none() {
+                        self.first_failure = Some(match &failure {
+                            // An input line: where it is says it all.
+                            Failure::Line(problem) => format!("{}: {problem}", these[0].at),
+                            _ => {
+                                let span = batch::span(&these);
+                                let records = if n == 1 { "record" } else { "records" };
+                                format!("batch of {n} {records}, {span}: {failure}")
+                            }
+                        });
+                    }
+                    Metrics::add(&self.tally.failed, n);
+                    let status = failure.status().map(|s| s.as_u16());
+                    let letters =
+                        dead_letters(these.into_iter(), &failure.to_string(), status, attempts);
+                    match self.on_error {
+                        OnError::Abort => {
+                            self.stop.abort();
+                            // Nothing was sent for a record that could not be: what is in
+                            // flight came before it, and may finish.
+                            if !matches!(failure, Failure::Line(_) | Failure::Record(_)) {
+                                self.stop.cancel_in_flight();
+                            }
+                            self.leave_gap(Unsent::Aborted);
+                        }
+                        OnError::Skip => {}
+                        // With --ordered, no line may stand after a record that has none.
+                        OnError::Null if self.gap.is_some() => {}
+                        OnError::Null => self.write(Lines::Nulls(n)).await,
+                    }
+                    self.write(letters).await;
+                }
+                Part::Shown { request, .. } => {
+                    these.for_each(drop);
+                    self.write(Lines::Shown(request)).await;
+                }
+                Part::Unsent { why, attempts, .. } => {
+                    Metrics::add(&self.tally.unsent, n);
+                    self.leave_gap(why);
+                    self.write(dead_letters(these, why.describe(attempts), None, attempts))
+                        .await;
+                }
+            }
+        }
+    }
+
+    /// With --ordered, nothing after records that have no line may be written.
+    fn leave_gap(&mut self, why: Unsent) {
+        if self.ordered && self.gap.is_none() {
+            self.gap = Some(match why {
+                Unsent::Aborted => "an earlier batch failed and the output keeps input order",
+                Unsent::Interrupted => {
+                    "an earlier batch was interrupted and the output keeps input order"
+                }
+            });
+        }
+    }
+
+    async fn write(&mut self, lines: Lines) {
+        if self.reader == Reader::Listening {
+            self.reader = self.output.write(lines).await;
+        }
+        // Results that cannot be written are not worth asking for.
+        if self.output.failing() {
+            self.stop.abort();
+            self.leave_gap(Unsent::Aborted);
+        }
+    }
+}
+
+fn dead_letters(
+    records: impl Iterator<Item = Record>,
+    error: &str,
+    status: Option<u16>,
+    attempts: u32,
+) -> Lines {
+    let error: Arc<str> = Arc::from(error);
+    Lines::DeadLetters(
+        records
+            .map(|record| DeadLetter {
+                record,
+                error: error.clone(),
+                status,
+                attempts,
+            })
+            .collect(),
+    )
+}
