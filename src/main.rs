@@ -1,6 +1,5 @@
 //! abatch: stream newline-delimited JSON records through an HTTP inference endpoint in batches.
 
-mod app;
 mod batch;
 mod cli;
 mod client;
@@ -14,6 +13,7 @@ mod json;
 mod order;
 mod output;
 mod report;
+mod run;
 mod shape;
 mod stop;
 #[cfg(test)]
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
         return match generate::write(kind, &mut std::io::stdout().lock()) {
             Ok(()) => Exit::Success.into(),
             Err(e) => {
-                app::say(format_args!("cannot write to standard output: {e}"));
+                report::say(format_args!("cannot write to standard output: {e}"));
                 Exit::Aborted.into()
             }
         };
@@ -52,10 +52,10 @@ fn main() -> ExitCode {
             return Exit::Usage.into();
         }
     };
-    match app::run(config) {
+    match run::run(config) {
         Ok(exit) => exit.into(),
         Err(err) => {
-            app::say(format_args!("{err:#}"));
+            report::say(format_args!("{err:#}"));
             Exit::Aborted.into()
         }
     }

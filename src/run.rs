@@ -1,17 +1,16 @@
-//! Wires the pipe top to bottom: input → batches → exchanges (bounded, ordered or as completed)
-//! → output and dead letters, and decides how the run ends.
+//! Wires the run top to bottom: input → batches → exchanges (bounded, ordered or as
+//! completed) → routing → output and dead letters; then hands the ending to the report.
 
 use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
-use std::time::{Duration, Instant};
+use std::io::IsTerminal;
+use std::time::Instant;
 
 use anyhow::anyhow;
 use futures::StreamExt;
 
 use crate::batch;
-use crate::cli::OnError;
 use crate::client::Client;
-use crate::config::{Config, Display, Files};
+use crate::config::Config;
 use crate::exit::Exit;
 use crate::flow::exchange::Exchanger;
 use crate::flow::limit::Limit;
@@ -19,17 +18,16 @@ use crate::input;
 use crate::order;
 use crate::output::route::{Routed, Router};
 use crate::output::{self, Output, Reader, Sinks};
-use crate::report::Metrics;
 use crate::report::progress::{self, Progress};
-use crate::report::stats::Report;
-use crate::report::summary::{self, Summary};
+use crate::report::summary;
+use crate::report::{self, Ending, Metrics, conclude, say};
 use crate::stop::{Signals, Stop};
 
 /// Finished batches that may wait behind a slow one, per connection slot, with --ordered.
 const WAITING_PER_SLOT: usize = 4;
 
 pub fn run(config: Config) -> anyhow::Result<Exit> {
-    log_requests(config.display.verbose);
+    report::log_requests(config.display.verbose);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -38,37 +36,6 @@ pub fn run(config: Config) -> anyhow::Result<Exit> {
     // Requests still in flight when the reader of the output went away are dropped.
     runtime.shutdown_background();
     outcome
-}
-
-/// Writes a line on stderr; not eprintln!, which panics when stderr is closed.
-pub fn say(message: impl std::fmt::Display) {
-    let _ = writeln!(progress::Stderr, "abatch: {message}");
-}
-
-/// With -v, logs each request on stderr (-vv: also batches, splits and waits; -vvv: also the
-/// HTTP library's connection events). -v is asked for by name, so it wins over --quiet.
-fn log_requests(verbose: u8) {
-    use tracing::level_filters::LevelFilter;
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let (ours, theirs) = match verbose {
-        0 => return,
-        1 => (LevelFilter::INFO, LevelFilter::OFF),
-        2 => (LevelFilter::DEBUG, LevelFilter::OFF),
-        _ => (LevelFilter::DEBUG, LevelFilter::DEBUG),
-    };
-    let filter = tracing_subscriber::filter::Targets::new()
-        .with_target(env!("CARGO_CRATE_NAME"), ours)
-        .with_default(theirs);
-    let format = tracing_subscriber::fmt::layer()
-        .with_target(false)
-        .with_timer(progress::Uptime::default())
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(|| progress::Stderr);
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(format)
-        .init();
 }
 
 async fn pipe(config: Config) -> anyhow::Result<Exit> {
@@ -270,72 +237,4 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         }
     }
     Ok(exit)
-}
-
-/// How a run ended, for the closing messages, the exit status and --stats.
-struct Ending<'a> {
-    tally: &'a Metrics,
-    signal: Option<Exit>,
-    first_failure: Option<String>,
-    failed_batches: usize,
-    input_error: Option<anyhow::Error>,
-    reader_gone: bool,
-    elapsed: Duration,
-    /// Where dead letters went: "in FILE" or "on stderr".
-    errors_place: String,
-}
-
-/// Decides the exit status, says how the run ended on stderr, and writes --stats.
-fn conclude(
-    files: &Files,
-    display: &Display,
-    on_error: OnError,
-    concurrency: usize,
-    ending: Ending,
-) -> Exit {
-    let aborts = on_error == OnError::Abort;
-    let exit = if let Some(signal) = ending.signal {
-        signal
-    } else if ending.input_error.is_some() || (aborts && ending.failed_batches > 0) {
-        Exit::Aborted
-    } else if ending.tally.dead() > 0 {
-        Exit::SomeFailed
-    } else {
-        Exit::Success
-    };
-    if let Some(first) = ending.first_failure {
-        let label = if aborts { "" } else { "first failure: " };
-        match ending.failed_batches {
-            0 | 1 => say(format_args!("{label}{first}")),
-            n => say(format_args!(
-                "{label}{first} (and {} more failed batches)",
-                n - 1
-            )),
-        }
-    }
-    if let Some(input_error) = ending.input_error {
-        say(format_args!("{input_error:#}"));
-    }
-    if !display.quiet || exit != Exit::Success {
-        let output_name = files.output.as_ref().map(|p| p.display().to_string());
-        say(Summary {
-            tally: ending.tally,
-            elapsed: ending.elapsed,
-            errors: &ending.errors_place,
-            reader_gone: ending.reader_gone,
-            resumed_from: output_name.as_deref(),
-            dry_run: files.dry_run,
-        });
-    }
-    if let Some(path) = files.written(&files.stats) {
-        let report = Report::new(ending.tally, ending.elapsed, concurrency, exit as u8);
-        let written = File::create(path).and_then(|file| {
-            serde_json::to_writer_pretty(BufWriter::new(file), &report).map_err(Into::into)
-        });
-        if let Err(e) = written {
-            say(format_args!("cannot write {}: {e}", path.display()));
-            return Exit::Aborted;
-        }
-    }
-    exit
 }

@@ -1,0 +1,80 @@
+//! How a run ended: its exit status, the closing messages on stderr, and --stats.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::time::Duration;
+
+use crate::cli::OnError;
+use crate::config::{Display, Files};
+use crate::exit::Exit;
+use crate::report::stats::Report;
+use crate::report::summary::Summary;
+use crate::report::{Metrics, say};
+
+/// How a run ended, for the closing messages, the exit status and --stats.
+pub struct Ending<'a> {
+    pub tally: &'a Metrics,
+    pub signal: Option<Exit>,
+    pub first_failure: Option<String>,
+    pub failed_batches: usize,
+    pub input_error: Option<anyhow::Error>,
+    pub reader_gone: bool,
+    pub elapsed: Duration,
+    /// Where dead letters went: "in FILE" or "on stderr".
+    pub errors_place: String,
+}
+
+/// Decides the exit status, says how the run ended on stderr, and writes --stats.
+pub fn conclude(
+    files: &Files,
+    display: &Display,
+    on_error: OnError,
+    concurrency: usize,
+    ending: Ending,
+) -> Exit {
+    let aborts = on_error == OnError::Abort;
+    let exit = if let Some(signal) = ending.signal {
+        signal
+    } else if ending.input_error.is_some() || (aborts && ending.failed_batches > 0) {
+        Exit::Aborted
+    } else if ending.tally.dead() > 0 {
+        Exit::SomeFailed
+    } else {
+        Exit::Success
+    };
+    if let Some(first) = ending.first_failure {
+        let label = if aborts { "" } else { "first failure: " };
+        match ending.failed_batches {
+            0 | 1 => say(format_args!("{label}{first}")),
+            n => say(format_args!(
+                "{label}{first} (and {} more failed batches)",
+                n - 1
+            )),
+        }
+    }
+    if let Some(input_error) = ending.input_error {
+        say(format_args!("{input_error:#}"));
+    }
+    if !display.quiet || exit != Exit::Success {
+        let output_name = files.output.as_ref().map(|p| p.display().to_string());
+        say(Summary {
+            tally: ending.tally,
+            elapsed: ending.elapsed,
+            errors: &ending.errors_place,
+            reader_gone: ending.reader_gone,
+            resumed_from: output_name.as_deref(),
+            dry_run: files.dry_run,
+        });
+    }
+    if let Some(path) = files.written(&files.stats) {
+        let report = Report::new(ending.tally, ending.elapsed, concurrency, exit as u8);
+        let written = File::create(path).and_then(|file| {
+            serde_json::to_writer_pretty(BufWriter::new(file), &report).map_err(Into::into)
+        });
+        if let Err(e) = written {
+            say(format_args!("cannot write {}: {e}", path.display()));
+            return Exit::Aborted;
+        }
+    }
+    exit
+}
