@@ -88,7 +88,8 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
     let exchanger = Exchanger::new(&flow, &client, &limit, &stop, &tally);
     let concurrency = concurrency.get();
     let progress = progress::wanted(display.progress, display.no_progress, display.quiet)
-        .then(|| Progress::start(progress::total_bytes(&input.paths)));
+        .then(|| Progress::start(sources.size()));
+    let taken = sources.taken();
 
     let mut to_skip = resumed;
     let reading = input::records(sources, input.max_line, stop.stopping().clone());
@@ -119,7 +120,6 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         &tally,
         &output,
         client.shape(),
-        progress.is_some(),
     );
     let mut input_error = None;
     let drive = async {
@@ -138,7 +138,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         if let Some(progress) = &progress {
             // Off the screen as soon as the run stops, so that no stale frame stays.
             tokio::select! {
-                () = progress.run(&tally) => {}
+                () = progress.run(&tally, &taken) => {}
                 _ = stop.stopped() => progress.hide(),
             }
         }

@@ -26,8 +26,6 @@ pub struct Router<'a> {
     output: &'a Output,
     /// How each result becomes a line (--merge).
     shape: &'a Shape,
-    /// Whether the progress display wants the input bytes done.
-    count_bytes: bool,
     /// The first failure, described for the final message.
     first_failure: Option<String>,
     failed_batches: usize,
@@ -47,7 +45,7 @@ pub struct Routed {
 
 impl<'a> Router<'a> {
     /// Routes under `on_error` to `output`, counting in `tally`; `shape` makes each result a
-    /// line (--merge); `count_bytes` when the progress display wants input bytes done.
+    /// line (--merge).
     pub fn new(
         on_error: OnError,
         ordered: bool,
@@ -55,7 +53,6 @@ impl<'a> Router<'a> {
         tally: &'a Metrics,
         output: &'a Output,
         shape: &'a Shape,
-        count_bytes: bool,
     ) -> Router<'a> {
         Router {
             on_error,
@@ -64,7 +61,6 @@ impl<'a> Router<'a> {
             tally,
             output,
             shape,
-            count_bytes,
             first_failure: None,
             failed_batches: 0,
             gap: None,
@@ -87,11 +83,6 @@ impl<'a> Router<'a> {
 
     pub async fn route(&mut self, outcome: Outcome) {
         let Outcome { records, parts } = outcome;
-        if self.count_bytes {
-            // Each record's line and its newline, for the progress bar.
-            let bytes: usize = records.iter().map(|r| r.json.get().len() + 1).sum();
-            Metrics::add(&self.tally.bytes_done, bytes);
-        }
         let mut records = records.into_iter();
         for part in parts {
             let n = part.len();

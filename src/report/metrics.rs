@@ -28,9 +28,6 @@ pub struct Metrics {
     pub retries: Cell<u64>,
     /// Batches being sent or waiting to be retried.
     pub in_flight: Cell<u64>,
-    /// Input bytes of the records counted above (their lines, less blank lines and the
-    /// whitespace around records), for the progress display.
-    pub bytes_done: Cell<u64>,
     /// What --stats reports beyond these counts.
     pub measures: Measures,
 }

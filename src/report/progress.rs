@@ -8,7 +8,6 @@
 
 use std::fmt;
 use std::io::{self, IsTerminal, Write};
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -16,6 +15,7 @@ use indicatif::{
     HumanBytes, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike,
 };
 
+use crate::input::Taken;
 use crate::report::Metrics;
 
 /// Redraws per second, at most.
@@ -67,20 +67,6 @@ pub fn wanted(forced: bool, hidden: bool, quiet: bool) -> bool {
     forced || (!hidden && !quiet && io::stderr().is_terminal())
 }
 
-/// The total size of the inputs, when they are all files whose size is known.
-pub fn total_bytes(inputs: &[PathBuf]) -> Option<u64> {
-    if inputs.is_empty() {
-        return None;
-    }
-    inputs.iter().try_fold(0u64, |total, path| {
-        if path.as_os_str() == "-" {
-            return None;
-        }
-        let meta = std::fs::metadata(path).ok()?;
-        meta.is_file().then(|| total + meta.len())
-    })
-}
-
 pub struct Progress {
     bar: ProgressBar,
     /// The size of the inputs, when known: the bar's length.
@@ -126,13 +112,14 @@ impl Progress {
         Progress { bar, total }
     }
 
-    /// Redraws from the counters until dropped; never resolves by itself.
-    pub async fn run(&self, tally: &Metrics) {
+    /// Redraws from the counters (and the input bytes `taken`) until dropped; never
+    /// resolves by itself.
+    pub async fn run(&self, tally: &Metrics, taken: &Taken) {
         let mut ticks = tokio::time::interval(REFRESH);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             ticks.tick().await;
-            self.bar.set_position(tally.bytes_done.get());
+            self.bar.set_position(taken.get());
             let mut line = String::new();
             if let Some(total) = self.total {
                 let done = self.bar.position().min(total);

@@ -1,206 +1,22 @@
-//! Opens every input (files, or stdin) before anything is sent or written, then reads them in
-//! turn on a thread of its own and turns each non-blank line into a record that remembers the
-//! file and line it came from. A line that is not one JSON value becomes an invalid record that
-//! carries its raw text, so that it fails alone under the error policy.
-//!
-//! A thread of its own, because a blocking read of an idle stdin must never hold up the
-//! requests in flight, nor keep the program from exiting. Records cross to the pipe in chunks of
-//! what one read delivered, so a record never waits behind a read that may block.
-//!
-//! Told to stop, the reader takes no more bytes from the input, but hands over every byte it
-//! already took: the records in its buffer, and the start of a line it was in the middle of (as
-//! an invalid record). "Read" means every byte abatch took, and every one of them ends as a
-//! result or a dead letter.
+//! One input's bytes → lines → records with their file and line: a byte order mark skipped,
+//! blank lines counted but skipped, CRLF accepted, each line checked to be one JSON value (one
+//! that is not becomes an invalid record with its raw text), --max-line-bytes enforced.
 
-use std::fmt;
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-use std::os::fd::{AsFd, AsRawFd};
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::anyhow;
-use futures::Stream;
-use futures::stream::{self, StreamExt};
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-/// One input record: its JSON text exactly as read, and where it was read.
-#[derive(Debug)]
-pub struct Record {
-    pub json: Box<RawValue>,
-    pub at: Location,
-    /// Why the line is not a record that can be sent; `json` then holds the line's raw text as
-    /// a JSON string.
-    pub invalid: Option<Box<str>>,
-}
+use super::source::{Source, Taken, is_stopping};
+use super::{Location, Pending, Record};
 
-/// A file (or stdin) and a 1-based line number, blank lines counted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Location {
-    pub source: Arc<str>,
-    pub line: u64,
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.source, self.line)
-    }
-}
-
-type Chunk = Vec<anyhow::Result<Record>>;
-
-/// Most records handed over at once; it bounds how far reading runs ahead of batching.
-const CHUNK_RECORDS: usize = 1024;
-/// Most bytes handed over at once, so that large records queue in small numbers.
-const CHUNK_BYTES: usize = 1 << 20;
-/// Chunks that may wait between the reader and the pipe.
-const CHUNKS_QUEUED: usize = 4;
 const READ_BUFFER: usize = 256 * 1024;
-/// How often a reader waiting on an idle pipe or terminal looks for the order to stop.
-const STOP_CHECK: Duration = Duration::from_millis(50);
 const BOM: &[u8] = b"\xEF\xBB\xBF";
-
-/// An input, open and ready to read.
-pub struct Source {
-    name: Arc<str>,
-    file: File,
-    /// Whether a read may wait for data (a pipe, a terminal), rather than only for a disk.
-    may_wait: bool,
-}
-
-/// Opens each of `inputs` ('-' or none: stdin) now, so that a missing or unreadable input is
-/// found before anything is sent or any output is touched.
-pub fn open(inputs: &[PathBuf]) -> anyhow::Result<Vec<Source>> {
-    if inputs.is_empty() {
-        return Ok(vec![stdin()?]);
-    }
-    inputs
-        .iter()
-        .map(|path| {
-            if path.as_os_str() == "-" {
-                return stdin();
-            }
-            let name = path.display();
-            let file = File::open(path).map_err(|e| anyhow!("cannot open {name}: {e}"))?;
-            let meta = file
-                .metadata()
-                .map_err(|e| anyhow!("cannot open {name}: {e}"))?;
-            if meta.is_dir() {
-                return Err(anyhow!(
-                    "{name} is a directory; give the files in it instead (e.g. {name}/*.jsonl)"
-                ));
-            }
-            Ok(Source {
-                name: Arc::from(name.to_string()),
-                may_wait: !meta.is_file(),
-                file,
-            })
-        })
-        .collect()
-}
-
-/// Standard input, read through a descriptor of its own: no buffer but ours holds its bytes.
-fn stdin() -> anyhow::Result<Source> {
-    let file = io::stdin()
-        .as_fd()
-        .try_clone_to_owned()
-        .map(File::from)
-        .map_err(|e| anyhow!("cannot read standard input: {e}"))?;
-    let may_wait = !file.metadata().is_ok_and(|m| m.is_file());
-    Ok(Source {
-        name: Arc::from("<stdin>"),
-        file,
-        may_wait,
-    })
-}
-
-/// The records of `sources`, in order. An input that cannot be read ends the stream with an
-/// error naming its place. Once `stop` is cancelled no more bytes are read, and the stream ends
-/// once what was read is handed over.
-pub fn records(
-    sources: Vec<Source>,
-    max_line: usize,
-    stop: CancellationToken,
-) -> impl Stream<Item = anyhow::Result<Record>> {
-    let (tx, rx) = mpsc::channel::<Chunk>(CHUNKS_QUEUED);
-    let spawned = std::thread::Builder::new()
-        .name("abatch-input".into())
-        .spawn(move || read_all(sources, max_line, &stop, &tx));
-    let failed_to_start = spawned
-        .err()
-        .map(|e| vec![Err(anyhow!("cannot start the input reader: {e}"))]);
-    let chunks = stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (chunk, rx))
-    });
-    stream::iter(failed_to_start)
-        .chain(chunks)
-        .flat_map(stream::iter)
-}
-
-/// Reads every input until the end, an error, the order to stop, or the pipe going away.
-fn read_all(
-    sources: Vec<Source>,
-    max_line: usize,
-    stop: &CancellationToken,
-    tx: &mpsc::Sender<Chunk>,
-) {
-    let mut send = |chunk| tx.blocking_send(chunk).is_ok();
-    let mut pending = Pending::new(&mut send);
-    for source in sources {
-        match read_one(source, max_line, stop, &mut pending) {
-            Ok(Ended::Input) => {}
-            Ok(Ended::Stopped) => break,
-            Ok(Ended::Gone) => return,
-            Err(e) => {
-                pending.push(Err(e), 0);
-                break;
-            }
-        }
-    }
-    pending.hand_over();
-}
-
-/// Records read but not yet handed to the pipe.
-struct Pending<'a> {
-    chunk: Chunk,
-    bytes: usize,
-    send: &'a mut dyn FnMut(Chunk) -> bool,
-}
-
-impl<'a> Pending<'a> {
-    fn new(send: &'a mut dyn FnMut(Chunk) -> bool) -> Self {
-        Pending {
-            chunk: Chunk::new(),
-            bytes: 0,
-            send,
-        }
-    }
-
-    fn push(&mut self, record: anyhow::Result<Record>, bytes: usize) {
-        self.chunk.push(record);
-        self.bytes += bytes;
-    }
-
-    fn is_full(&self) -> bool {
-        self.chunk.len() >= CHUNK_RECORDS || self.bytes >= CHUNK_BYTES
-    }
-
-    /// Hands what is pending to the pipe; false when nobody listens any more.
-    fn hand_over(&mut self) -> bool {
-        if self.chunk.is_empty() {
-            return true;
-        }
-        self.bytes = 0;
-        (self.send)(std::mem::take(&mut self.chunk))
-    }
-}
 
 /// Why reading one input ended without an error.
 #[derive(Debug, PartialEq, Eq)]
-enum Ended {
+pub enum Ended {
     /// Its end was reached.
     Input,
     /// The run is stopping: read no further input.
@@ -209,65 +25,16 @@ enum Ended {
     Gone,
 }
 
-/// A source whose reads give up, without taking any byte, once the run is stopping; a read
-/// that may wait for data waits in short steps, to notice it.
-struct Stoppable<'a> {
-    source: Source,
-    stop: &'a CancellationToken,
-}
-
-/// The error a [`Stoppable`] read gives once the run is stopping.
-#[derive(Debug)]
-struct Stopping;
-
-impl fmt::Display for Stopping {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the run is stopping")
-    }
-}
-
-impl std::error::Error for Stopping {}
-
-impl Read for Stoppable<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        loop {
-            if self.stop.is_cancelled() {
-                return Err(io::Error::other(Stopping));
-            }
-            if !self.source.may_wait || readable(&self.source.file, STOP_CHECK) {
-                return self.source.file.read(buf);
-            }
-        }
-    }
-}
-
-/// Whether `file` has data (or its end) to read within `wait`.
-fn readable(file: &File, wait: Duration) -> bool {
-    let mut fds = libc::pollfd {
-        fd: file.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let millis = libc::c_int::try_from(wait.as_millis()).unwrap_or(libc::c_int::MAX);
-    // SAFETY: one valid pollfd, for a descriptor `file` keeps open during the call.
-    let ready = unsafe { libc::poll(&mut fds, 1, millis) };
-    // An error (EINTR) counts as not yet: the caller looks again.
-    ready > 0
-}
-
-fn is_stopping(error: &io::Error) -> bool {
-    error.get_ref().is_some_and(|e| e.is::<Stopping>())
-}
-
 /// Reads one input, handing records over whenever the next read could block.
-fn read_one(
+pub fn read_one(
     source: Source,
     max_line: usize,
     stop: &CancellationToken,
+    taken: Taken,
     pending: &mut Pending,
 ) -> anyhow::Result<Ended> {
-    let name = source.name.clone();
-    let mut reader = BufReader::with_capacity(READ_BUFFER, Stoppable { source, stop });
+    let name = source.name().clone();
+    let mut reader = BufReader::with_capacity(READ_BUFFER, source.stoppable(stop, taken));
     let mut line = Vec::new();
     let mut number = 0u64;
     let mut first_value = true;
@@ -412,8 +179,15 @@ mod tests {
             true
         };
         let mut pending = Pending::new(&mut send);
-        let source = open(&[path]).unwrap().pop().unwrap();
-        let result = read_one(source, max_line, &CancellationToken::new(), &mut pending);
+        let source = super::super::open(&[path]).unwrap().list.pop().unwrap();
+        let taken = Taken::default();
+        let result = read_one(
+            source,
+            max_line,
+            &CancellationToken::new(),
+            taken,
+            &mut pending,
+        );
         if let Err(e) = result {
             pending.push(Err(e), 0);
         }
@@ -558,25 +332,10 @@ mod tests {
             chunks.push(chunk);
             true
         };
-        let source = open(&[path]).unwrap().pop().unwrap();
-        let ended = read_one(source, 100, &stop, &mut Pending::new(&mut send)).unwrap();
+        let source = super::super::open(&[path]).unwrap().list.pop().unwrap();
+        let taken = Taken::default();
+        let ended = read_one(source, 100, &stop, taken, &mut Pending::new(&mut send)).unwrap();
         assert_eq!(ended, Ended::Stopped);
         assert!(chunks.is_empty());
-    }
-
-    #[test]
-    fn a_missing_file_or_a_directory_is_named() {
-        let missing = PathBuf::from("/no/such/file.jsonl");
-        let err = open(&[missing]).err().unwrap().to_string();
-        assert!(
-            err.starts_with("cannot open /no/such/file.jsonl: "),
-            "{err}"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let err = open(&[dir.path().to_owned()]).err().unwrap().to_string();
-        assert!(
-            err.contains(" is a directory; give the files in it"),
-            "{err}"
-        );
     }
 }

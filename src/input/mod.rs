@@ -1,0 +1,138 @@
+//! Opens every input (files, or stdin) before anything is sent or written, then reads them in
+//! turn on a thread of its own and turns each non-blank line into a record that remembers the
+//! file and line it came from. A line that is not one JSON value becomes an invalid record that
+//! carries its raw text, so that it fails alone under the error policy.
+//!
+//! A thread of its own, because a blocking read of an idle stdin must never hold up the
+//! requests in flight, nor keep the program from exiting. Records cross to the pipe in chunks of
+//! what one read delivered, so a record never waits behind a read that may block.
+//!
+//! Told to stop, the reader takes no more bytes from the input, but hands over every byte it
+//! already took: the records in its buffer, and the start of a line it was in the middle of (as
+//! an invalid record). "Read" means every byte abatch took, and every one of them ends as a
+//! result or a dead letter.
+
+use std::fmt;
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use futures::Stream;
+use futures::stream::{self, StreamExt};
+use serde_json::value::RawValue;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+mod lines;
+mod source;
+
+use lines::Ended;
+pub use source::{Sources, Taken, open};
+
+/// One input record: its JSON text exactly as read, and where it was read.
+#[derive(Debug)]
+pub struct Record {
+    pub json: Box<RawValue>,
+    pub at: Location,
+    /// Why the line is not a record that can be sent; `json` then holds the line's raw text as
+    /// a JSON string.
+    pub invalid: Option<Box<str>>,
+}
+
+/// A file (or stdin) and a 1-based line number, blank lines counted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    pub source: Arc<str>,
+    pub line: u64,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.source, self.line)
+    }
+}
+
+type Chunk = Vec<anyhow::Result<Record>>;
+
+/// Most records handed over at once; it bounds how far reading runs ahead of batching.
+const CHUNK_RECORDS: usize = 1024;
+/// Most bytes handed over at once, so that large records queue in small numbers.
+const CHUNK_BYTES: usize = 1 << 20;
+/// Chunks that may wait between the reader and the pipe.
+const CHUNKS_QUEUED: usize = 4;
+
+/// The records of `sources`, in order. An input that cannot be read ends the stream with an
+/// error naming its place. Once `stop` is cancelled no more bytes are read, and the stream ends
+/// once what was read is handed over.
+pub fn records(
+    sources: Sources,
+    max_line: usize,
+    stop: CancellationToken,
+) -> impl Stream<Item = anyhow::Result<Record>> {
+    let (tx, rx) = mpsc::channel::<Chunk>(CHUNKS_QUEUED);
+    let spawned = std::thread::Builder::new()
+        .name("abatch-input".into())
+        .spawn(move || read_all(sources, max_line, &stop, &tx));
+    let failed_to_start = spawned
+        .err()
+        .map(|e| vec![Err(anyhow!("cannot start the input reader: {e}"))]);
+    let chunks = stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    stream::iter(failed_to_start)
+        .chain(chunks)
+        .flat_map(stream::iter)
+}
+
+/// Reads every input until the end, an error, the order to stop, or the pipe going away.
+fn read_all(sources: Sources, max_line: usize, stop: &CancellationToken, tx: &mpsc::Sender<Chunk>) {
+    let mut send = |chunk| tx.blocking_send(chunk).is_ok();
+    let mut pending = Pending::new(&mut send);
+    let taken = sources.taken();
+    for source in sources.list {
+        match lines::read_one(source, max_line, stop, taken.clone(), &mut pending) {
+            Ok(Ended::Input) => {}
+            Ok(Ended::Stopped) => break,
+            Ok(Ended::Gone) => return,
+            Err(e) => {
+                pending.push(Err(e), 0);
+                break;
+            }
+        }
+    }
+    pending.hand_over();
+}
+
+/// Records read but not yet handed to the pipe.
+pub struct Pending<'a> {
+    chunk: Chunk,
+    bytes: usize,
+    send: &'a mut dyn FnMut(Chunk) -> bool,
+}
+
+impl<'a> Pending<'a> {
+    pub fn new(send: &'a mut dyn FnMut(Chunk) -> bool) -> Self {
+        Pending {
+            chunk: Chunk::new(),
+            bytes: 0,
+            send,
+        }
+    }
+
+    pub fn push(&mut self, record: anyhow::Result<Record>, bytes: usize) {
+        self.chunk.push(record);
+        self.bytes += bytes;
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.chunk.len() >= CHUNK_RECORDS || self.bytes >= CHUNK_BYTES
+    }
+
+    /// Hands what is pending to the pipe; false when nobody listens any more.
+    pub fn hand_over(&mut self) -> bool {
+        if self.chunk.is_empty() {
+            return true;
+        }
+        self.bytes = 0;
+        (self.send)(std::mem::take(&mut self.chunk))
+    }
+}
