@@ -22,7 +22,8 @@ use crate::exit::Exit;
 /// --batch-size records, and each batch is POSTed as a JSON array. A batch that is not yet full
 /// is sent --batch-timeout after its first record arrived, and at once when the input ends. The
 /// endpoint must answer with a JSON array holding one result per record, in the same order;
-/// each result is written as one line of JSON.
+/// each result is written as one line of JSON. (--api and the shaping flags change both
+/// bodies.)
 #[derive(Parser, Debug)]
 #[command(name = "abatch", version)]
 #[command(after_long_help = after_long_help())]

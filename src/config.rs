@@ -12,7 +12,7 @@ use reqwest::Url;
 use crate::batch::Limits;
 use crate::cli::{CaCerts, Cli, Header, OnError, Rate};
 use crate::flow::retry::Policy;
-use crate::shape::{self, Shape};
+use crate::wire::{self, Codec};
 
 /// Everything a run needs, checked.
 pub struct Config {
@@ -22,7 +22,7 @@ pub struct Config {
     pub concurrency: NonZeroUsize,
     pub http: Http,
     /// How requests are made and answers read.
-    pub shape: Shape,
+    pub codec: Codec,
     pub flow: Flow,
     pub files: Files,
     pub display: Display,
@@ -85,7 +85,7 @@ impl Config {
         let usage = |kind, message: String| Cli::command().error(kind, message);
         let headers: Vec<Header> = cli.headers().cloned().collect();
         let conflict = |message| usage(clap::error::ErrorKind::ArgumentConflict, message);
-        let shape = Shape::new(&shape::Flags {
+        let codec = Codec::new(&wire::Flags {
             api: cli.api,
             input: &cli.input,
             template: &cli.template,
@@ -126,7 +126,7 @@ impl Config {
         Ok(Config {
             batch: Limits {
                 // --single: one record per request.
-                records: if shape.single() {
+                records: if codec.single() {
                     NonZeroUsize::MIN
                 } else {
                     cli.batch_size
@@ -147,7 +147,7 @@ impl Config {
                 insecure: cli.insecure,
                 max_response_bytes: cli.max_response_bytes.get(),
             },
-            shape,
+            codec,
             flow: Flow {
                 policy: Policy {
                     retries: cli.retries,

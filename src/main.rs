@@ -2,22 +2,21 @@
 
 mod batch;
 mod cli;
-mod client;
 mod config;
 mod exit;
 mod files;
 mod flow;
 mod generate;
+mod http;
 mod input;
-mod json;
 mod order;
 mod output;
 mod report;
 mod run;
-mod shape;
 mod stop;
 #[cfg(test)]
 mod testing;
+mod wire;
 
 use std::process::ExitCode;
 

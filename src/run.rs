@@ -9,11 +9,11 @@ use anyhow::anyhow;
 use futures::StreamExt;
 
 use crate::batch;
-use crate::client::Client;
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::flow::exchange::Exchanger;
 use crate::flow::limit::Limit;
+use crate::http::Client;
 use crate::input;
 use crate::order;
 use crate::output::route::{Routed, Router};
@@ -44,7 +44,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         batch: limits,
         concurrency,
         http,
-        shape,
+        codec,
         flow,
         files,
         display,
@@ -59,7 +59,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
     if display.insecure {
         say("warning: --insecure: TLS certificates are not verified");
     }
-    let client = Client::new(&http, shape)?;
+    let client = Client::new(&http)?;
     // --dry-run writes the requests to stdout and leaves every file alone.
     if let (true, Some(output)) = (files.dry_run, &files.output) {
         say(format_args!(
@@ -85,7 +85,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
     let stop = Stop::default();
     let tally = Metrics::default();
     let limit = Limit::new(concurrency.get());
-    let exchanger = Exchanger::new(&flow, &client, &limit, &stop, &tally);
+    let exchanger = Exchanger::new(&flow, &client, &codec, &limit, &stop, &tally);
     let concurrency = concurrency.get();
     let progress = progress::wanted(display.progress, display.no_progress, display.quiet)
         .then(|| Progress::start(sources.size()));
@@ -113,14 +113,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         exchanges.buffer_unordered(concurrency).right_stream()
     };
 
-    let mut router = Router::new(
-        flow.on_error,
-        files.ordered,
-        &stop,
-        &tally,
-        &output,
-        client.shape(),
-    );
+    let mut router = Router::new(flow.on_error, files.ordered, &stop, &tally, &output, &codec);
     let mut input_error = None;
     let drive = async {
         let mut completed = std::pin::pin!(completed);

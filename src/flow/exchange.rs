@@ -11,15 +11,15 @@ use serde_json::value::RawValue;
 
 use crate::batch::{self, Batch};
 use crate::cli::OnError;
-use crate::client::{Answer, Client, Failure};
 use crate::config::Flow;
 use crate::flow::limit::{Ended, Limit};
 use crate::flow::pace::Pace;
 use crate::flow::retry::{GiveUp, Policy};
+use crate::http::{Client, Failure};
 use crate::input::Record;
 use crate::report::Metrics;
-use crate::shape::Input;
 use crate::stop::{Stop, Unsent};
+use crate::wire::{Codec, Input};
 
 /// A batch's records and what became of them.
 pub struct Outcome {
@@ -67,6 +67,8 @@ impl Part {
 
 pub struct Exchanger<'a> {
     client: &'a Client,
+    /// How records become a body, and an answer results.
+    codec: &'a Codec,
     policy: Policy,
     pace: Pace,
     limit: &'a Limit,
@@ -84,12 +86,14 @@ impl<'a> Exchanger<'a> {
     pub fn new(
         flow: &Flow,
         client: &'a Client,
+        codec: &'a Codec,
         limit: &'a Limit,
         stop: &'a Stop,
         tally: &'a Metrics,
     ) -> Exchanger<'a> {
         Exchanger {
             client,
+            codec,
             policy: flow.policy,
             pace: Pace::new(flow.rate),
             limit,
@@ -141,11 +145,9 @@ impl<'a> Exchanger<'a> {
     /// The parts for `records`. A record the shape cannot send fails alone, at once; the runs
     /// of records between such records go as requests of their own.
     async fn parts(&self, number: u64, records: &[Record]) -> Vec<Part> {
-        let shape = self.client.shape();
-        if shape.is_plain() {
+        let Some(inputs) = self.codec.inputs(records.iter().map(|r| &*r.json)) else {
             return self.sent(number, records, &[]).await;
-        }
-        let inputs = shape.inputs(records.iter().map(|r| &*r.json));
+        };
         let mut parts = Vec::new();
         let mut start = 0;
         for end in 0..=records.len() {
@@ -173,9 +175,9 @@ impl<'a> Exchanger<'a> {
     /// --dry-run, the request instead.
     async fn sent(&self, number: u64, records: &[Record], inputs: &[Input<'_>]) -> Vec<Part> {
         let failed = |failure, attempts| vec![self.failed(records.len(), failure, attempts)];
-        let body = match self.client.body(records, inputs) {
-            Ok(body) => body,
-            Err(failure) => return failed(failure, 0),
+        let body = match self.codec.body(records, inputs) {
+            Ok(body) => Bytes::from(body),
+            Err(problem) => return failed(Failure::Record(problem), 0),
         };
         if self.dry_run {
             return vec![Part::Shown {
@@ -254,10 +256,18 @@ impl<'a> Exchanger<'a> {
                     measures.attempt_given_up(started.elapsed());
                     return Tried::Unsent(why, attempt);
                 }
-                sent = self.client.send(body.clone(), records.len()) => sent,
+                sent = self.client.send(body.clone()) => sent,
             };
             let took = started.elapsed();
-            measures.attempt_finished(took, &sent);
+            // An answer the codec cannot read fails the attempt like any other.
+            let sent = sent.and_then(|reply| {
+                let status = reply.status;
+                match self.codec.results(&reply.body, records.len()) {
+                    Ok(results) => Ok(Answer { status, results }),
+                    Err(problem) => Err(Failure::Response { status, problem }),
+                }
+            });
+            measures.attempt_finished(took, sent.as_ref().map(|answer| answer.status));
             drop(slot);
             self.limit.attempt_ended(took, records.len(), ended(&sent));
             let span = || batch::span(records);
@@ -303,6 +313,12 @@ impl<'a> Exchanger<'a> {
             attempt += 1;
         }
     }
+}
+
+/// An attempt answered: its status, and one result per record, in record order.
+struct Answer {
+    status: reqwest::StatusCode,
+    results: Vec<Box<RawValue>>,
 }
 
 /// How an attempt ended, as the concurrency limit sees it.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::client::{Failure, RetryAfter};
+use crate::http::{Failure, RetryAfter};
 
 /// The longest wait the backoff schedule chooses (a Retry-After may ask for longer).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);

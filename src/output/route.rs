@@ -7,13 +7,13 @@ use std::sync::Arc;
 
 use crate::batch;
 use crate::cli::OnError;
-use crate::client::Failure;
 use crate::flow::exchange::{Outcome, Part};
+use crate::http::Failure;
 use crate::input::Record;
 use crate::output::{DeadLetter, Lines, Output, Reader};
 use crate::report::Metrics;
-use crate::shape::Shape;
 use crate::stop::{Stop, Unsent};
+use crate::wire::Codec;
 
 /// Sends each part of each outcome where it belongs under the error policy: results to the
 /// output, records without one to the dead-letter sink (and a null line each with
@@ -25,7 +25,7 @@ pub struct Router<'a> {
     tally: &'a Metrics,
     output: &'a Output,
     /// How each result becomes a line (--merge).
-    shape: &'a Shape,
+    codec: &'a Codec,
     /// The first failure, described for the final message.
     first_failure: Option<String>,
     failed_batches: usize,
@@ -44,7 +44,7 @@ pub struct Routed {
 }
 
 impl<'a> Router<'a> {
-    /// Routes under `on_error` to `output`, counting in `tally`; `shape` makes each result a
+    /// Routes under `on_error` to `output`, counting in `tally`; `codec` makes each result a
     /// line (--merge).
     pub fn new(
         on_error: OnError,
@@ -52,7 +52,7 @@ impl<'a> Router<'a> {
         stop: &'a Stop,
         tally: &'a Metrics,
         output: &'a Output,
-        shape: &'a Shape,
+        codec: &'a Codec,
     ) -> Router<'a> {
         Router {
             on_error,
@@ -60,7 +60,7 @@ impl<'a> Router<'a> {
             stop,
             tally,
             output,
-            shape,
+            codec,
             first_failure: None,
             failed_batches: 0,
             gap: None,
@@ -91,11 +91,11 @@ impl<'a> Router<'a> {
                 Part::Answered { results, attempts } => match self.gap {
                     None => {
                         let records: Vec<Record> = these.collect();
-                        let results = match &self.shape.merge {
+                        let results = match &self.codec.merge {
                             Some(_) => records
                                 .iter()
                                 .zip(results)
-                                .map(|(record, result)| self.shape.line(&record.json, result))
+                                .map(|(record, result)| self.codec.line(&record.json, result))
                                 .collect(),
                             None => results,
                         };

@@ -8,9 +8,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use reqwest::StatusCode;
 
 use crate::batch::Flush;
-use crate::client::{Answer, Failure};
+use crate::http::Failure;
 
 #[derive(Default)]
 pub struct Metrics {
@@ -112,14 +113,15 @@ impl Measures {
         self.busy.set(self.busy.get() + took);
     }
 
-    pub fn attempt_finished(&self, took: Duration, sent: &Result<Answer, Failure>) {
+    /// An attempt that ended after `took`: answered with a status, or failed.
+    pub fn attempt_finished(&self, took: Duration, sent: Result<StatusCode, &Failure>) {
         self.requests_in_flight
             .set(self.requests_in_flight.get().saturating_sub(1));
         self.busy.set(self.busy.get() + took);
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         self.latency.borrow_mut().saturating_record(micros.max(1));
         let status = match sent {
-            Ok(answer) => Some(answer.status),
+            Ok(status) => Some(status),
             Err(failure) => failure.status(),
         };
         match status {

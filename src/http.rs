@@ -1,8 +1,9 @@
-//! Sends records as one HTTP exchange and checks the reply against the wire contract: a 2xx
-//! answer holding a JSON array with exactly one result per record, in the same order.
+//! The transport, and only it: POSTs a body, and returns a 2xx answer's status and body (within
+//! --max-response-bytes), or why the exchange failed, typed for the retry policy: the status
+//! and Retry-After of a refusal, a timeout, a connection or TLS failure said in words. What
+//! the body holds is the codec's business (see `wire`).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
@@ -13,8 +14,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::config::Http;
-use crate::input::Record;
-use crate::shape::{Input, Shape, Unusable};
+use crate::report::{QUOTED_BODY, quote};
 
 /// Why one exchange failed. A type of its own, because what to do next depends on it.
 #[derive(Debug, thiserror::Error)]
@@ -78,10 +78,10 @@ impl Failure {
     }
 }
 
-/// A successful exchange: its status, and one result per record, in record order.
-pub struct Answer {
+/// A 2xx answer: its status and its body, whole.
+pub struct Reply {
     pub status: StatusCode,
-    pub results: Vec<Box<RawValue>>,
+    pub body: Vec<u8>,
 }
 
 pub struct Client {
@@ -96,7 +96,6 @@ pub struct Client {
     /// The headers every request carries, as --dry-run shows them: values given with -H are
     /// redacted.
     shown_headers: BTreeMap<String, String>,
-    shape: Shape,
 }
 
 /// A request as --dry-run shows it.
@@ -110,16 +109,13 @@ struct Shown<'a> {
 
 const USER_AGENT: &str = concat!("abatch/", env!("CARGO_PKG_VERSION"));
 
-/// How much of an error body a message quotes.
-const QUOTED_BODY: usize = 200;
 const MAX_REDIRECTS: usize = 10;
 /// How much of a header's value a message quotes.
 const QUOTED_HEADER: usize = 64;
 
 impl Client {
-    /// The client `http` describes (its URL, headers, timeouts, limits and trust), making
-    /// requests and reading answers as `shape` says.
-    pub fn new(http: &Http, shape: Shape) -> anyhow::Result<Client> {
+    /// The client `http` describes: its URL, headers, timeouts, limits and trust.
+    pub fn new(http: &Http) -> anyhow::Result<Client> {
         let mut headers = HeaderMap::new();
         let mut shown_headers =
             BTreeMap::from([("user-agent".to_string(), USER_AGENT.to_string())]);
@@ -169,27 +165,6 @@ impl Client {
             timeout: http.timeout,
             max_response_bytes: http.max_response_bytes,
             shown_headers,
-            shape,
-        })
-    }
-
-    /// How requests and answers look.
-    pub fn shape(&self) -> &Shape {
-        &self.shape
-    }
-
-    /// The body of the request for `records`, whose inputs (see [`Shape::input`]) are
-    /// `inputs`; or, when the shape cannot hold them, which record is at fault and why.
-    pub fn body(&self, records: &[Record], inputs: &[Input]) -> Result<Bytes, Failure> {
-        if self.shape.is_plain() {
-            return Ok(body(records).into());
-        }
-        self.shape.body(inputs).map(Bytes::from).map_err(|e| {
-            let at = e.row.and_then(|row| records.get(row));
-            Failure::Record(match at {
-                Some(record) => format!("{}: {}", record.at, e.message),
-                None => e.message,
-            })
         })
     }
 
@@ -210,9 +185,8 @@ impl Client {
         serde_json::value::to_raw_value(&shown).unwrap_or_else(|_| RawValue::NULL.to_owned())
     }
 
-    /// POSTs `body` (made by [`Client::body`]) once and returns one result for each of the
-    /// `expected` records, in record order.
-    pub async fn send(&self, body: Bytes, expected: usize) -> Result<Answer, Failure> {
+    /// POSTs `body` once and returns the 2xx answer, whole (within --max-response-bytes).
+    pub async fn send(&self, body: Bytes) -> Result<Reply, Failure> {
         let mut response = self
             .http
             .post(self.url.clone())
@@ -248,10 +222,7 @@ impl Client {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Answer {
-            status,
-            results: results(&self.shape, &body, expected).map_err(invalid)?,
-        })
+        Ok(Reply { status, body })
     }
 
     /// What an unsuccessful answer says: where it redirects, or the start of its body.
@@ -304,44 +275,6 @@ fn redacted(url: &Url) -> String {
     shown.into()
 }
 
-/// The request body: a JSON array of the records' texts, exactly as read.
-fn body(records: &[Record]) -> Vec<u8> {
-    let size = 2 + records
-        .iter()
-        .map(|r| r.json.get().len() + 1)
-        .sum::<usize>();
-    let mut body = Vec::with_capacity(size);
-    body.push(b'[');
-    for (i, record) in records.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(record.json.get().as_bytes());
-    }
-    body.push(b']');
-    body
-}
-
-/// The `expected` results in a 2xx body, found where the shape says; or what is wrong with
-/// it, with the start of the body when its shape is at fault.
-fn results(shape: &Shape, body: &[u8], expected: usize) -> Result<Vec<Box<RawValue>>, String> {
-    // The plain shape's fast path: a bare array of the right length, taken apart in one go.
-    // Anything else takes the general path, which says what is wrong.
-    if shape.is_plain() {
-        if let Ok(results) = serde_json::from_slice::<Vec<Box<RawValue>>>(body) {
-            if results.len() == expected {
-                return Ok(results);
-            }
-        }
-    }
-    let answer: &RawValue = serde_json::from_slice(body)
-        .map_err(|e| format!("not valid JSON ({e}); body: {}", quote(body)))?;
-    shape.results(answer, expected).map_err(|e| match e {
-        Unusable::Shape(problem) => format!("{problem}; body: {}", quote(body)),
-        Unusable::Content(problem) => problem,
-    })
-}
-
 /// How long a Retry-After header asks to wait: a number of seconds, or an HTTP date (`now`
 /// is when the answer came).
 fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<RetryAfter> {
@@ -357,44 +290,6 @@ fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<RetryAfter> {
         wait,
         header: value.chars().take(QUOTED_HEADER).collect(),
     })
-}
-
-/// The start of a body, on one line, for a message. Runs of whitespace, newlines included,
-/// become one space, and control characters are escaped, so that what a server sends cannot
-/// clear the screen, retitle the terminal or hide text in it.
-fn quote(body: &[u8]) -> String {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return "(empty body)".into();
-    }
-    let text = String::from_utf8_lossy(&body[..body.len().min(QUOTED_BODY)]);
-    let mut quoted = String::with_capacity(text.len());
-    for (i, word) in text.split_whitespace().enumerate() {
-        if i > 0 {
-            quoted.push(' ');
-        }
-        escape_controls(word, &mut quoted);
-    }
-    if body.len() > QUOTED_BODY {
-        quoted.push_str(" …");
-    }
-    quoted
-}
-
-/// Appends `text` with each control character escaped as -v's log lines escape them
-/// (tracing-subscriber's style): `\x1b` for ESC and the other C0 controls and DEL, `\u{9b}` for
-/// a C1 control. Backslashes are left as they are: the result is for reading, not parsing.
-fn escape_controls(text: &str, out: &mut String) {
-    for c in text.chars() {
-        match u32::from(c) {
-            code @ (0..=0x1f | 0x7f) => {
-                let _ = write!(out, "\\x{code:02x}");
-            }
-            code @ 0x80..=0x9f => {
-                let _ = write!(out, "\\u{{{code:x}}}");
-            }
-            _ => out.push(c),
-        }
-    }
 }
 
 /// The TLS error somewhere in this chain of causes. An io::Error's source() skips the error
@@ -513,91 +408,6 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::record;
-
-    fn batch(texts: &[&str]) -> Vec<Record> {
-        (1..)
-            .zip(texts)
-            .map(|(line, text)| record("t", line, text))
-            .collect()
-    }
-
-    #[test]
-    fn body_passes_records_through_untouched() {
-        let b = batch(&[
-            "1.0e+300",
-            "{\"a\" : -0.0}",
-            "12345678901234567890123",
-            "\"\\u00e9\"",
-        ]);
-        assert_eq!(
-            String::from_utf8(body(&b)).unwrap(),
-            "[1.0e+300,{\"a\" : -0.0},12345678901234567890123,\"\\u00e9\"]"
-        );
-    }
-
-    /// The shape these flags describe.
-    fn shape(flags: &[&str]) -> Shape {
-        let args = ["abatch", "-u", "http://host/"].iter().chain(flags);
-        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(args).unwrap();
-        crate::config::Config::new(cli).unwrap().shape
-    }
-
-    #[test]
-    fn results_must_be_an_array_of_the_right_length() {
-        let plain = shape(&[]);
-        assert_eq!(results(&plain, b"[1, {\"b\": 2}]", 2).unwrap().len(), 2);
-        let wrong = results(&plain, b"[1]", 2).unwrap_err();
-        assert_eq!(wrong, "expected 2 results (one per record), got 1");
-        let object = results(&plain, b"{\"predictions\": []}", 2).unwrap_err();
-        assert_eq!(
-            object,
-            "expected a JSON array of results, but the answer is an object; its member \
-             /predictions is an array of 0: try --results /predictions; body: {\"predictions\": []}"
-        );
-        let garbage = results(&plain, b"<html>oops</html>", 2).unwrap_err();
-        assert!(garbage.starts_with("not valid JSON"), "{garbage}");
-        assert!(garbage.ends_with("body: <html>oops</html>"), "{garbage}");
-    }
-
-    #[test]
-    fn a_lone_array_in_an_answer_of_the_wrong_shape_is_suggested() {
-        let tfserving = shape(&["--api", "tfserving"]);
-        let nested = br#"{"id": "x", "output": {"scores": [1, 2], "model": "m"}}"#;
-        assert_eq!(
-            results(&tfserving, nested, 2).unwrap_err(),
-            format!(
-                "the answer has no /predictions (--results); its member /output/scores is an \
-                 array of 2: try --results /output/scores; body: {}",
-                String::from_utf8_lossy(nested)
-            )
-        );
-        let two = results(&shape(&[]), br#"{"a": [1], "b": [2]}"#, 1).unwrap_err();
-        assert!(
-            two.starts_with(
-                "expected a JSON array of results, but the answer is an object; body: "
-            ),
-            "{two}"
-        );
-        let slash = results(&shape(&[]), br#"{"a/b": [1]}"#, 1).unwrap_err();
-        assert!(slash.contains("try --results /a~1b;"), "{slash}");
-        let named = shape(&["--results", "/data"]);
-        let scalar = results(&named, br#"{"data": "busy"}"#, 1).unwrap_err();
-        assert!(
-            scalar.starts_with("/data in the answer is a string, not an array (--results); body: "),
-            "{scalar}"
-        );
-        let bare = results(&named, b"[1]", 1).unwrap_err();
-        assert!(
-            bare.contains("; the answer itself is an array of 1: try --results ''; "),
-            "{bare}"
-        );
-        let text = results(&shape(&[]), br#""busy""#, 1).unwrap_err();
-        assert_eq!(
-            text,
-            "expected a JSON array of results, but the answer is a string; body: \"busy\""
-        );
-    }
 
     #[test]
     fn retry_after_takes_seconds_or_a_date() {
@@ -647,17 +457,5 @@ mod tests {
         );
         assert_eq!(presented_name("IpAddress(10.0.0.1)"), Some("10.0.0.1"));
         assert_eq!(presented_name("DirectoryName"), None);
-    }
-
-    #[test]
-    fn quotes_are_short_and_on_one_line() {
-        assert_eq!(quote(b""), "(empty body)");
-        assert_eq!(quote(b"line one\nline  two\n"), "line one line two");
-        assert_eq!(
-            quote("\x1b[2J\x1b]0;title\x07 \u{9b}31m\x7f".as_bytes()),
-            r"\x1b[2J\x1b]0;title\x07 \u{9b}31m\x7f"
-        );
-        let long = quote(&[b'x'; 1000]);
-        assert!(long.len() < 210 && long.ends_with(" …"));
     }
 }

@@ -1,5 +1,5 @@
-//! The wire format: what is sent for each record, the request body around the inputs, where
-//! the results are in the answer and how each result is written. The default (a bare JSON
+//! The codec: what is sent for each record, the request body around the inputs, where the
+//! results are in the answer and how each result is written. The default (a bare JSON
 //! array each way) takes a fast path; the flags --input, --template, --results, --result,
 //! --index, --merge, --single, --set and --model change it, and each --api preset is a set of
 //! them (explicit flags win). Bodies are built by splicing record text, never by serialising
@@ -9,12 +9,15 @@ use std::fmt::Write as _;
 
 use serde_json::value::RawValue;
 
-use crate::cli::{Api, Set};
-use crate::json::{self, Pointer};
+use crate::cli::Api;
+use crate::input::Record;
+use crate::report::quote;
+use crate::wire::json::{self, Pointer};
+use crate::wire::presets::{Flags, PLAIN, preset};
 
 /// How requests and answers look.
 #[derive(Debug)]
-pub struct Shape {
+pub struct Codec {
     /// The part of each record that is sent (--input).
     input: Option<Pointer>,
     /// The body before and after the inputs ($batch) or the input ($record).
@@ -43,95 +46,10 @@ struct V2 {
     output: Option<String>,
 }
 
-/// The settings each preset stands for.
-struct Preset {
-    template: &'static str,
-    results: Option<&'static str>,
-    result: Option<&'static str>,
-    index: Option<&'static str>,
-    single: bool,
-    chat: bool,
-    v2: bool,
-    needs_model: bool,
-}
-
-const PLAIN: Preset = Preset {
-    template: "$batch",
-    results: None,
-    result: None,
-    index: None,
-    single: false,
-    chat: false,
-    v2: false,
-    needs_model: false,
-};
-
-fn preset(api: Api) -> Preset {
-    match api {
-        Api::Tfserving => Preset {
-            template: r#"{"instances": $batch}"#,
-            results: Some("/predictions"),
-            ..PLAIN
-        },
-        Api::V2 => Preset { v2: true, ..PLAIN },
-        Api::OpenaiEmbeddings => Preset {
-            template: r#"{"input": $batch}"#,
-            results: Some("/data"),
-            result: Some("/embedding"),
-            index: Some("/index"),
-            needs_model: true,
-            ..PLAIN
-        },
-        Api::OpenaiCompletions => Preset {
-            template: r#"{"prompt": $batch}"#,
-            results: Some("/choices"),
-            result: Some("/text"),
-            index: Some("/index"),
-            needs_model: true,
-            ..PLAIN
-        },
-        Api::OpenaiChat => Preset {
-            template: r#"{"messages": $record}"#,
-            result: Some("/choices/0/message/content"),
-            single: true,
-            chat: true,
-            needs_model: true,
-            ..PLAIN
-        },
-        Api::Tei => Preset {
-            template: r#"{"inputs": $batch}"#,
-            ..PLAIN
-        },
-        Api::OllamaEmbed => Preset {
-            template: r#"{"input": $batch}"#,
-            results: Some("/embeddings"),
-            needs_model: true,
-            ..PLAIN
-        },
-    }
-}
-
-/// The shaping flags, as given.
-pub struct Flags<'a> {
-    pub api: Option<Api>,
-    pub input: &'a Option<String>,
-    pub template: &'a Option<String>,
-    pub results: &'a Option<String>,
-    pub result: &'a Option<String>,
-    pub index: &'a Option<String>,
-    pub merge: &'a Option<String>,
-    pub single: bool,
-    pub model: &'a Option<String>,
-    pub sets: &'a [Set],
-    pub v2_input: &'a Option<String>,
-    pub v2_datatype: &'a Option<String>,
-    pub v2_output: &'a Option<String>,
-}
-
-impl Shape {
+impl Codec {
     /// The shape the flags ask for: its --api preset, with explicit flags over it. Errors are
     /// usage errors (a bad pointer, a template without its placeholder, a missing --model).
-    pub fn new(flags: &Flags) -> Result<Shape, String> {
+    pub fn new(flags: &Flags) -> Result<Codec, String> {
         let preset = flags.api.map_or(PLAIN, preset);
         let pointer = |flag: &str, given: &Option<String>, default: Option<&str>| {
             given
@@ -196,7 +114,7 @@ impl Shape {
             }
             split_template(&with_fields(template, &fields)?, token)?
         };
-        Ok(Shape {
+        Ok(Codec {
             input: pointer("input", flags.input, None)?,
             before,
             after,
@@ -210,8 +128,8 @@ impl Shape {
         })
     }
 
-    /// Whether requests and answers are bare arrays of records and results.
-    pub fn is_plain(&self) -> bool {
+    /// Whether requests and answers are bare arrays of records and results: the fast path.
+    fn is_plain(&self) -> bool {
         self.input.is_none()
             && self.before == "["
             && self.after == "]"
@@ -247,10 +165,14 @@ impl Shape {
     /// What is sent for each of a batch's records, or why a record cannot be sent. With
     /// --api v2, a row of another length than the batch's first fails alone, so that the rows
     /// around it still make a tensor.
+    /// None on the plain path, where every record is sent as it is.
     pub fn inputs<'a>(
         &self,
         records: impl Iterator<Item = &'a RawValue>,
-    ) -> Vec<Result<Input<'a>, String>> {
+    ) -> Option<Vec<Result<Input<'a>, String>>> {
+        if self.is_plain() {
+            return None;
+        }
         let mut inputs: Vec<_> = records.map(|record| self.input(record)).collect();
         if self.v2.is_some() {
             let mut first = None;
@@ -264,12 +186,48 @@ impl Shape {
                 }
             }
         }
-        inputs
+        Some(inputs)
+    }
+
+    /// The body of the request for `records`, whose inputs (see [`Codec::inputs`]; none on
+    /// the plain path) are `inputs`; or, when the codec cannot hold them, which record is at
+    /// fault and why.
+    pub fn body(&self, records: &[Record], inputs: &[Input]) -> Result<Vec<u8>, String> {
+        if self.is_plain() {
+            return Ok(plain_body(records));
+        }
+        self.shaped_body(inputs).map_err(|e| {
+            let at = e.row.and_then(|row| records.get(row));
+            match at {
+                Some(record) => format!("{}: {}", record.at, e.message),
+                None => e.message,
+            }
+        })
+    }
+
+    /// The `expected` results in a 2xx body, found where the codec says; or what is wrong
+    /// with it, with the start of the body when its shape is at fault.
+    pub fn results(&self, body: &[u8], expected: usize) -> Result<Vec<Box<RawValue>>, String> {
+        // The plain path: a bare array of the right length, taken apart in one go. Anything
+        // else takes the general path, which says what is wrong.
+        if self.is_plain() {
+            if let Ok(results) = serde_json::from_slice::<Vec<Box<RawValue>>>(body) {
+                if results.len() == expected {
+                    return Ok(results);
+                }
+            }
+        }
+        let answer: &RawValue = serde_json::from_slice(body)
+            .map_err(|e| format!("not valid JSON ({e}); body: {}", quote(body)))?;
+        self.answer_results(answer, expected).map_err(|e| match e {
+            Unusable::Shape(problem) => format!("{problem}; body: {}", quote(body)),
+            Unusable::Content(problem) => problem,
+        })
     }
 
     /// The request body for these inputs, or what is wrong with one of them (by its
     /// position) or with all of them.
-    pub fn body(&self, inputs: &[Input]) -> Result<Vec<u8>, BodyError> {
+    fn shaped_body(&self, inputs: &[Input]) -> Result<Vec<u8>, BodyError> {
         if let Some(v2) = &self.v2 {
             return v2.body(&self.before, inputs);
         }
@@ -298,7 +256,7 @@ impl Shape {
     }
 
     /// One result per input, in input order, from an answer; or what is wrong with it.
-    pub fn results(
+    fn answer_results(
         &self,
         answer: &RawValue,
         expected: usize,
@@ -365,9 +323,27 @@ impl Shape {
     }
 }
 
+/// The request body: a JSON array of the records' texts, exactly as read.
+fn plain_body(records: &[Record]) -> Vec<u8> {
+    let size = 2 + records
+        .iter()
+        .map(|r| r.json.get().len() + 1)
+        .sum::<usize>();
+    let mut body = Vec::with_capacity(size);
+    body.push(b'[');
+    for (i, record) in records.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(record.json.get().as_bytes());
+    }
+    body.push(b']');
+    body
+}
+
 /// Why no results can be taken from an answer.
 #[derive(Debug)]
-pub enum Unusable {
+enum Unusable {
     /// The answer is not shaped as expected; the start of it helps to see why.
     Shape(String),
     /// The answer is shaped as expected but says the wrong thing (a count, an index).
@@ -427,9 +403,9 @@ fn try_results(answer: &RawValue) -> String {
 /// Why a body cannot be made: a record at fault (its position among the inputs), or the
 /// batch as a whole.
 #[derive(Debug)]
-pub struct BodyError {
-    pub row: Option<usize>,
-    pub message: String,
+struct BodyError {
+    row: Option<usize>,
+    message: String,
 }
 
 /// What is sent for one record: its text (or part of it), or a chat message made from it.
@@ -844,6 +820,90 @@ fn nest(values: &[&RawValue], dims: &[usize]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::record;
+
+    fn batch(texts: &[&str]) -> Vec<Record> {
+        (1..)
+            .zip(texts)
+            .map(|(line, text)| record("t", line, text))
+            .collect()
+    }
+
+    #[test]
+    fn body_passes_records_through_untouched() {
+        let b = batch(&[
+            "1.0e+300",
+            "{\"a\" : -0.0}",
+            "12345678901234567890123",
+            "\"\\u00e9\"",
+        ]);
+        assert_eq!(
+            String::from_utf8(plain_body(&b)).unwrap(),
+            "[1.0e+300,{\"a\" : -0.0},12345678901234567890123,\"\\u00e9\"]"
+        );
+    }
+    /// The shape these flags describe.
+    fn shape(flags: &[&str]) -> Codec {
+        let args = ["abatch", "-u", "http://host/"].iter().chain(flags);
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(args).unwrap();
+        crate::config::Config::new(cli).unwrap().codec
+    }
+    #[test]
+    fn results_must_be_an_array_of_the_right_length() {
+        let plain = shape(&[]);
+        assert_eq!(plain.results(b"[1, {\"b\": 2}]", 2).unwrap().len(), 2);
+        let wrong = plain.results(b"[1]", 2).unwrap_err();
+        assert_eq!(wrong, "expected 2 results (one per record), got 1");
+        let object = plain.results(b"{\"predictions\": []}", 2).unwrap_err();
+        assert_eq!(
+            object,
+            "expected a JSON array of results, but the answer is an object; its member \
+             /predictions is an array of 0: try --results /predictions; body: {\"predictions\": []}"
+        );
+        let garbage = plain.results(b"<html>oops</html>", 2).unwrap_err();
+        assert!(garbage.starts_with("not valid JSON"), "{garbage}");
+        assert!(garbage.ends_with("body: <html>oops</html>"), "{garbage}");
+    }
+    #[test]
+    fn a_lone_array_in_an_answer_of_the_wrong_shape_is_suggested() {
+        let tfserving = shape(&["--api", "tfserving"]);
+        let nested = br#"{"id": "x", "output": {"scores": [1, 2], "model": "m"}}"#;
+        assert_eq!(
+            tfserving.results(nested, 2).unwrap_err(),
+            format!(
+                "the answer has no /predictions (--results); its member /output/scores is an \
+                 array of 2: try --results /output/scores; body: {}",
+                String::from_utf8_lossy(nested)
+            )
+        );
+        let two = shape(&[])
+            .results(br#"{"a": [1], "b": [2]}"#, 1)
+            .unwrap_err();
+        assert!(
+            two.starts_with(
+                "expected a JSON array of results, but the answer is an object; body: "
+            ),
+            "{two}"
+        );
+        let slash = shape(&[]).results(br#"{"a/b": [1]}"#, 1).unwrap_err();
+        assert!(slash.contains("try --results /a~1b;"), "{slash}");
+        let named = shape(&["--results", "/data"]);
+        let scalar = named.results(br#"{"data": "busy"}"#, 1).unwrap_err();
+        assert!(
+            scalar.starts_with("/data in the answer is a string, not an array (--results); body: "),
+            "{scalar}"
+        );
+        let bare = named.results(b"[1]", 1).unwrap_err();
+        assert!(
+            bare.contains("; the answer itself is an array of 1: try --results ''; "),
+            "{bare}"
+        );
+        let text = shape(&[]).results(br#""busy""#, 1).unwrap_err();
+        assert_eq!(
+            text,
+            "expected a JSON array of results, but the answer is a string; body: \"busy\""
+        );
+    }
 
     fn raw(text: &str) -> Box<RawValue> {
         RawValue::from_string(text.to_owned()).unwrap()
