@@ -3,80 +3,30 @@
 //! reads [`Cli`]; each stage takes only its own part.
 
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::CommandFactory;
-use reqwest::Url;
 
 use crate::batch::Limits;
-use crate::cli::{CaCerts, Cli, Header, OnError, Rate};
-use crate::flow::retry::Policy;
+use crate::cli::{Cli, Header, OnError};
+use crate::flow::{self, retry::Policy};
+use crate::http;
+use crate::input;
+use crate::output::Files;
+use crate::report::Display;
 use crate::wire::{self, Codec};
 
 /// Everything a run needs, checked.
 pub struct Config {
-    pub input: Input,
+    pub input: input::Settings,
     pub batch: Limits,
     /// Most batches outstanding at once.
     pub concurrency: NonZeroUsize,
-    pub http: Http,
+    pub http: http::Settings,
     /// How requests are made and answers read.
     pub codec: Codec,
-    pub flow: Flow,
+    pub flow: flow::Settings,
     pub files: Files,
     pub display: Display,
-}
-
-/// What to read.
-pub struct Input {
-    /// Files in turn; none means stdin, and '-' stands for it.
-    pub paths: Vec<PathBuf>,
-    /// Longest input line accepted.
-    pub max_line: usize,
-}
-
-/// Where and how requests go.
-pub struct Http {
-    pub url: Url,
-    pub timeout: Duration,
-    pub headers: Vec<Header>,
-    pub cacert: Option<CaCerts>,
-    pub insecure: bool,
-    pub max_response_bytes: usize,
-}
-
-/// How batches become outcomes.
-pub struct Flow {
-    pub policy: Policy,
-    pub rate: Option<Rate>,
-    pub on_error: OnError,
-    /// Show each request instead of sending it.
-    pub dry_run: bool,
-}
-
-/// What the run writes, and in what order.
-pub struct Files {
-    /// Results: stdout when None.
-    pub output: Option<PathBuf>,
-    /// Dead letters: stderr when None.
-    pub errors: Option<PathBuf>,
-    pub stats: Option<PathBuf>,
-    pub ordered: bool,
-    /// Continue the run whose results are in `output`.
-    pub resume: bool,
-    /// Write no file at all (--dry-run).
-    pub dry_run: bool,
-}
-
-/// What people see on stderr.
-pub struct Display {
-    pub quiet: bool,
-    pub verbose: u8,
-    /// Progress forced on (--progress) or off (--no-progress).
-    pub progress: bool,
-    pub no_progress: bool,
-    pub insecure: bool,
 }
 
 impl Config {
@@ -134,12 +84,12 @@ impl Config {
                 bytes: cli.max_batch_bytes,
                 timeout: cli.batch_timeout,
             },
-            input: Input {
+            input: input::Settings {
                 paths: cli.inputs,
                 max_line: cli.max_line_bytes.get(),
             },
             concurrency: cli.concurrency,
-            http: Http {
+            http: http::Settings {
                 url,
                 timeout: cli.timeout,
                 headers,
@@ -148,7 +98,7 @@ impl Config {
                 max_response_bytes: cli.max_response_bytes.get(),
             },
             codec,
-            flow: Flow {
+            flow: flow::Settings {
                 policy: Policy {
                     retries: cli.retries,
                     backoff: cli.retry_backoff,
@@ -168,12 +118,5 @@ impl Config {
                 insecure: cli.insecure,
             },
         })
-    }
-}
-
-impl Files {
-    /// A file the run writes: none in a dry run, which leaves every file alone.
-    pub fn written<'a>(&self, path: &'a Option<PathBuf>) -> Option<&'a std::path::Path> {
-        path.as_deref().filter(|_| !self.dry_run)
     }
 }

@@ -9,7 +9,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::config::Files;
+use crate::output::Files;
 
 /// What a file is, whatever it is called.
 #[derive(Debug, PartialEq, Eq)]

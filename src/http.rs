@@ -13,8 +13,18 @@ use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::config::Http;
+use crate::cli::{CaCerts, Header};
 use crate::report::{QUOTED_BODY, quote};
+
+/// Where and how requests go.
+pub struct Settings {
+    pub url: Url,
+    pub timeout: Duration,
+    pub headers: Vec<Header>,
+    pub cacert: Option<CaCerts>,
+    pub insecure: bool,
+    pub max_response_bytes: usize,
+}
 
 /// Why one exchange failed. A type of its own, because what to do next depends on it.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +78,19 @@ pub struct RetryAfter {
 }
 
 impl Failure {
+    /// The HTTP status when the server answered, else the kind of failure, as --stats counts
+    /// them.
+    pub fn status_or_kind(&self) -> Result<StatusCode, &'static str> {
+        match self {
+            Failure::Status { status, .. } | Failure::Response { status, .. } => Ok(*status),
+            Failure::WaitTooLong { failure, .. } => failure.status_or_kind(),
+            Failure::Timeout(_) => Err("timeout"),
+            Failure::Connect { .. } => Err("connect"),
+            Failure::Certificate { .. } => Err("certificate"),
+            Failure::Transport(_) | Failure::Record(_) | Failure::Line(_) => Err("transport"),
+        }
+    }
+
     /// The HTTP status, when the server answered.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
@@ -115,7 +138,7 @@ const QUOTED_HEADER: usize = 64;
 
 impl Client {
     /// The client `http` describes: its URL, headers, timeouts, limits and trust.
-    pub fn new(http: &Http) -> anyhow::Result<Client> {
+    pub fn new(http: &Settings) -> anyhow::Result<Client> {
         let mut headers = HeaderMap::new();
         let mut shown_headers =
             BTreeMap::from([("user-agent".to_string(), USER_AGENT.to_string())]);

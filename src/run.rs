@@ -215,8 +215,11 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         reader_gone,
         elapsed: started.elapsed(),
         errors_place,
+        output: files.output.as_deref(),
+        stats: files.written(&files.stats),
+        dry_run: files.dry_run,
     };
-    let exit = conclude(&files, &display, flow.on_error, concurrency, ending);
+    let exit = conclude(&display, flow.on_error, concurrency, ending);
     // A clean run that had nothing to write still leaves its output, empty, as `>` would.
     if let (Exit::Success, false, false, Some(path)) = (
         exit,

@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 
 use crate::batch::{self, Batch};
 use crate::cli::OnError;
-use crate::config::Flow;
+use crate::flow::Settings;
 use crate::flow::limit::{Ended, Limit};
 use crate::flow::pace::Pace;
 use crate::flow::retry::{GiveUp, Policy};
@@ -84,7 +84,7 @@ impl<'a> Exchanger<'a> {
     /// Exchanges as `flow` says (retries, splitting, rate, error policy, dry run), through
     /// `client`, each attempt holding a slot of `limit`.
     pub fn new(
-        flow: &Flow,
+        flow: &Settings,
         client: &'a Client,
         codec: &'a Codec,
         limit: &'a Limit,
@@ -267,7 +267,11 @@ impl<'a> Exchanger<'a> {
                     Err(problem) => Err(Failure::Response { status, problem }),
                 }
             });
-            measures.attempt_finished(took, sent.as_ref().map(|answer| answer.status));
+            let status = match &sent {
+                Ok(answer) => Ok(answer.status),
+                Err(failure) => failure.status_or_kind(),
+            };
+            measures.attempt_finished(took, status);
             drop(slot);
             self.limit.attempt_ended(took, records.len(), ended(&sent));
             let span = || batch::span(records);

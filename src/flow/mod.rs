@@ -7,3 +7,15 @@ pub mod exchange;
 pub mod limit;
 pub mod pace;
 pub mod retry;
+
+use crate::cli::{OnError, Rate};
+use retry::Policy;
+
+/// How batches become outcomes.
+pub struct Settings {
+    pub policy: Policy,
+    pub rate: Option<Rate>,
+    pub on_error: OnError,
+    /// Show each request instead of sending it.
+    pub dry_run: bool,
+}

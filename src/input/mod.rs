@@ -13,6 +13,7 @@
 //! result or a dead letter.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::anyhow;
@@ -49,6 +50,14 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.source, self.line)
     }
+}
+
+/// What to read, as the command line says.
+pub struct Settings {
+    /// Files in turn; none means stdin, and '-' stands for it.
+    pub paths: Vec<PathBuf>,
+    /// Longest input line accepted.
+    pub max_line: usize,
 }
 
 type Chunk = Vec<anyhow::Result<Record>>;

@@ -183,6 +183,27 @@ pub enum Reader {
     Gone,
 }
 
+/// What the run writes, and in what order.
+pub struct Files {
+    /// Results: stdout when None.
+    pub output: Option<PathBuf>,
+    /// Dead letters: stderr when None.
+    pub errors: Option<PathBuf>,
+    pub stats: Option<PathBuf>,
+    pub ordered: bool,
+    /// Continue the run whose results are in `output`.
+    pub resume: bool,
+    /// Write no file at all (--dry-run).
+    pub dry_run: bool,
+}
+
+impl Files {
+    /// A file the run writes: none in a dry run, which leaves every file alone.
+    pub fn written<'a>(&self, path: &'a Option<PathBuf>) -> Option<&'a std::path::Path> {
+        path.as_deref().filter(|_| !self.dry_run)
+    }
+}
+
 /// Where results and dead letters go.
 pub struct Sinks<'a> {
     /// Results: stdout when None.

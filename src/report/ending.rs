@@ -2,11 +2,12 @@
 
 use std::fs::File;
 use std::io::BufWriter;
+use std::path::Path;
 use std::time::Duration;
 
 use crate::cli::OnError;
-use crate::config::{Display, Files};
 use crate::exit::Exit;
+use crate::report::Display;
 use crate::report::stats::Report;
 use crate::report::summary::Summary;
 use crate::report::{Metrics, say};
@@ -22,16 +23,15 @@ pub struct Ending<'a> {
     pub elapsed: Duration,
     /// Where dead letters went: "in FILE" or "on stderr".
     pub errors_place: String,
+    /// The output file, where --resume found earlier results.
+    pub output: Option<&'a Path>,
+    /// Where --stats goes (none in a dry run).
+    pub stats: Option<&'a Path>,
+    pub dry_run: bool,
 }
 
 /// Decides the exit status, says how the run ended on stderr, and writes --stats.
-pub fn conclude(
-    files: &Files,
-    display: &Display,
-    on_error: OnError,
-    concurrency: usize,
-    ending: Ending,
-) -> Exit {
+pub fn conclude(display: &Display, on_error: OnError, concurrency: usize, ending: Ending) -> Exit {
     let aborts = on_error == OnError::Abort;
     let exit = if let Some(signal) = ending.signal {
         signal
@@ -56,17 +56,17 @@ pub fn conclude(
         say(format_args!("{input_error:#}"));
     }
     if !display.quiet || exit != Exit::Success {
-        let output_name = files.output.as_ref().map(|p| p.display().to_string());
+        let output_name = ending.output.map(|p| p.display().to_string());
         say(Summary {
             tally: ending.tally,
             elapsed: ending.elapsed,
             errors: &ending.errors_place,
             reader_gone: ending.reader_gone,
             resumed_from: output_name.as_deref(),
-            dry_run: files.dry_run,
+            dry_run: ending.dry_run,
         });
     }
-    if let Some(path) = files.written(&files.stats) {
+    if let Some(path) = ending.stats {
         let report = Report::new(ending.tally, ending.elapsed, concurrency, exit as u8);
         let written = File::create(path).and_then(|file| {
             serde_json::to_writer_pretty(BufWriter::new(file), &report).map_err(Into::into)

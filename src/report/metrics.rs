@@ -11,7 +11,6 @@ use hdrhistogram::Histogram;
 use reqwest::StatusCode;
 
 use crate::batch::Flush;
-use crate::http::Failure;
 
 #[derive(Default)]
 pub struct Metrics {
@@ -113,34 +112,23 @@ impl Measures {
         self.busy.set(self.busy.get() + took);
     }
 
-    /// An attempt that ended after `took`: answered with a status, or failed.
-    pub fn attempt_finished(&self, took: Duration, sent: Result<StatusCode, &Failure>) {
+    /// An attempt that ended after `took`: with an HTTP status, or, when no answer came, a
+    /// kind of error ("timeout", "connect", ...).
+    pub fn attempt_finished(&self, took: Duration, ended: Result<StatusCode, &'static str>) {
         self.requests_in_flight
             .set(self.requests_in_flight.get().saturating_sub(1));
         self.busy.set(self.busy.get() + took);
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         self.latency.borrow_mut().saturating_record(micros.max(1));
-        let status = match sent {
-            Ok(status) => Some(status),
-            Err(failure) => failure.status(),
-        };
-        match status {
-            Some(status) => {
+        match ended {
+            Ok(status) => {
                 *self
                     .statuses
                     .borrow_mut()
                     .entry(status.as_u16())
                     .or_default() += 1
             }
-            None => {
-                let kind = match sent {
-                    Err(Failure::Timeout(_)) => "timeout",
-                    Err(Failure::Connect { .. }) => "connect",
-                    Err(Failure::Certificate { .. }) => "certificate",
-                    _ => "transport",
-                };
-                *self.errors.borrow_mut().entry(kind).or_default() += 1;
-            }
+            Err(kind) => *self.errors.borrow_mut().entry(kind).or_default() += 1,
         }
     }
 }

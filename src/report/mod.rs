@@ -16,6 +16,16 @@ pub use metrics::Metrics;
 use std::fmt::Write as _;
 use std::io::Write;
 
+/// What people see on stderr.
+pub struct Display {
+    pub quiet: bool,
+    pub verbose: u8,
+    /// Progress forced on (--progress) or off (--no-progress).
+    pub progress: bool,
+    pub no_progress: bool,
+    pub insecure: bool,
+}
+
 /// Writes a line on stderr; not eprintln!, which panics when stderr is closed.
 pub fn say(message: impl std::fmt::Display) {
     let _ = writeln!(progress::Stderr, "abatch: {message}");
