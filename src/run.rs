@@ -2,25 +2,27 @@
 //! completed) → routing → output and dead letters; then hands the ending to the report.
 
 use std::fs::File;
+use std::future::Future;
 use std::io::IsTerminal;
-use std::time::Instant;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 
 use crate::batch;
 use crate::config::Config;
 use crate::exit::Exit;
-use crate::flow::exchange::Exchanger;
+use crate::flow::exchange::{Exchanger, Outcome};
 use crate::flow::limit::Limit;
 use crate::http::Client;
-use crate::input;
+use crate::input::{self, Record, Taken};
 use crate::order;
 use crate::output::route::{Routed, Router};
-use crate::output::{self, Output, Reader, Sinks};
+use crate::output::{self, Files, GiveUp, Output, Reader, Sinks};
 use crate::report::progress::{self, Progress};
 use crate::report::summary;
-use crate::report::{self, Ending, Metrics, conclude, say};
+use crate::report::{self, Display, Ending, Metrics, conclude, say};
 use crate::stop::{Signals, Stop};
 
 /// Finished batches that may wait behind a slow one, per connection slot, with --ordered.
@@ -50,37 +52,13 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         display,
     } = config;
     let started = Instant::now();
-    let mut signals = Signals::catch();
+    // Caught from the start: a signal before anything is sent still ends the run in order.
+    let signals = Signals::catch();
     // Every input opens before anything is sent or any file is touched.
     let sources = input::open(&input.paths)?;
-    if input.paths.is_empty() && std::io::stdin().is_terminal() && !display.quiet {
-        say("reading JSON lines from the terminal; end with Ctrl-D");
-    }
-    if display.insecure {
-        say("warning: --insecure: TLS certificates are not verified");
-    }
+    notes_before_the_run(&input, &display, &files);
     let client = Client::new(&http)?;
-    // --dry-run writes the requests to stdout and leaves every file alone.
-    if let (true, Some(output)) = (files.dry_run, &files.output) {
-        say(format_args!(
-            "--dry-run: the requests go to standard output; {} is left alone",
-            output.display()
-        ));
-    }
-    if let Some(stats) = files.written(&files.stats) {
-        output::writable(stats).map_err(|e| anyhow!("cannot create {}: {e}", stats.display()))?;
-    }
-    let resumed = match (files.written(&files.output), files.resume) {
-        (Some(output), true) => output::complete_lines(output)?,
-        _ => 0,
-    };
-    let sinks = Sinks {
-        output: files.written(&files.output),
-        errors: files.written(&files.errors),
-        append: files.resume,
-    };
-    let output = Output::open(&sinks)?;
-    let errors_place = sinks.errors_place();
+    let (output, resumed, errors_place) = open_outputs(&files)?;
 
     let stop = Stop::default();
     let tally = Metrics::default();
@@ -91,109 +69,46 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         .then(|| Progress::start(sources.size()));
     let taken = sources.taken();
 
-    let mut to_skip = resumed;
     let reading = input::records(sources, input.max_line, stop.stopping().clone());
-    let records = reading.filter(|record| {
-        let skip = record.is_ok() && to_skip > 0;
-        if skip {
-            to_skip -= 1;
-            Metrics::add(&tally.skipped, 1);
-        } else if record.is_ok() {
-            Metrics::add(&tally.read, 1);
-        }
-        futures::future::ready(!skip)
-    });
+    let records = skipping(reading, resumed, &tally);
     let exchanges = batch::batches(records, limits).map(|batch| {
         let exchanger = &exchanger;
         async move { Ok(exchanger.outcome(batch?).await) }
     });
+    // The stream chain caps the batches outstanding; the limit, the attempts in flight.
     let completed = if files.ordered {
         order::ordered(exchanges, concurrency, WAITING_PER_SLOT * concurrency).left_stream()
     } else {
         exchanges.buffer_unordered(concurrency).right_stream()
     };
-
     let mut router = Router::new(flow.on_error, files.ordered, &stop, &tally, &output, &codec);
-    let mut input_error = None;
-    let drive = async {
-        let mut completed = std::pin::pin!(completed);
-        while let Some(outcome) = completed.next().await {
-            match outcome {
-                Ok(outcome) => router.route(outcome).await,
-                Err(error) => input_error = Some(error),
-            }
-            if router.reader() == Reader::Gone {
-                break;
-            }
-        }
+    let mut watch = Watch {
+        stop: &stop,
+        signals,
+        progress,
+        tally: &tally,
+        taken,
+        give_up: output.give_up(),
+        timeout: http.timeout,
     };
-    let show_progress = async {
-        if let Some(progress) = &progress {
-            // Off the screen as soon as the run stops, so that no stale frame stays.
-            tokio::select! {
-                () = progress.run(&tally, &taken) => {}
-                _ = stop.stopped() => progress.hide(),
-            }
-        }
-        std::future::pending().await
-    };
-    let give_up = output.give_up();
-    let first_signal = || {
-        // Off the screen before the message, which it would otherwise be drawn after.
-        if let Some(progress) = &progress {
-            progress.hide();
-        }
-        let waiting = match tally.measures.requests_in_flight() {
-            0 => "nothing is in flight".to_string(),
-            n => format!(
-                "waiting for the {} in flight, at most {}",
-                summary::count(n, "request", "requests"),
-                humantime::format_duration(http.timeout)
-            ),
-        };
-        say(format_args!(
-            "stopping: no new requests, and every record not yet answered goes to the dead \
-             letters; {waiting} (signal again to stop at once)"
-        ));
-    };
-    let second_signal = || {
-        give_up.now();
-        say("stopping at once: records in flight go to the dead letters, unanswered");
-    };
-    tokio::select! {
-        biased;
-        () = drive => {}
-        () = stop.watch_signals(&mut signals, &first_signal, &second_signal) => {}
-        () = show_progress => {}
-    }
-    if let Some(progress) = &progress {
-        progress.hide();
-    }
+    let mut input_error = watch.around(route_all(completed, &mut router), true).await;
     let Routed {
         first_failure,
         failed_batches,
         reader,
     } = router.finish();
     let input_ended = input_error.is_none() && stop.signalled().is_none() && failed_batches == 0;
-    if let Some(output) = files
-        .output
-        .as_ref()
-        .filter(|_| input_ended && tally.skipped.get() < resumed)
-    {
+    if input_ended && tally.skipped.get() < resumed {
         input_error = Some(anyhow!(
-            "--resume: {} held {resumed} lines, but the input has only {} records; \
-             is it the output of another input?",
-            output.display(),
+            "--resume: {} held {resumed} lines, but the input has only {} records; is it the \
+             output of another input?",
+            files.output.as_deref().unwrap_or(Path::new("-o")).display(),
             tally.skipped.get()
         ));
     }
     // finish() first: it tells a closed pipe from a failed write. Signals still count while
     // it waits: a second one gives up on an output nobody reads.
-    let finished = tokio::select! {
-        biased;
-        finished = output.finish() => finished,
-        () = stop.watch_signals(&mut signals, &first_signal, &second_signal) => unreachable!(),
-    };
+    let finished = watch.around(output.finish(), false).await;
     // The writer's count is the truth: some answers may have become dead letters instead.
     let written = finished.written;
     tally.written.set(written.results);
@@ -220,17 +135,180 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         dry_run: files.dry_run,
     };
     let exit = conclude(&display, flow.on_error, concurrency, ending);
-    // A clean run that had nothing to write still leaves its output, empty, as `>` would.
-    if let (Exit::Success, false, false, Some(path)) = (
-        exit,
-        written.opened,
-        files.resume,
-        files.written(&files.output),
-    ) {
-        if let Err(e) = File::create(path) {
-            say(format_args!("cannot create {}: {e}", path.display()));
-            return Ok(Exit::Aborted);
+    Ok(empty_output_after_a_clean_run(exit, written.opened, &files))
+}
+
+/// Routes every outcome as it comes, until they end or nobody reads the output; returns the
+/// input error that ended them, if one did.
+async fn route_all(
+    completed: impl Stream<Item = anyhow::Result<Outcome>>,
+    router: &mut Router<'_>,
+) -> Option<anyhow::Error> {
+    let mut completed = std::pin::pin!(completed);
+    let mut input_error = None;
+    while let Some(outcome) = completed.next().await {
+        match outcome {
+            Ok(outcome) => router.route(outcome).await,
+            Err(error) => input_error = Some(error),
+        }
+        if router.reader() == Reader::Gone {
+            break;
         }
     }
-    Ok(exit)
+    input_error
+}
+
+/// What the run does beside its work: the progress display, and what each signal says and
+/// does (see [`Stop`]).
+struct Watch<'a> {
+    stop: &'a Stop,
+    signals: Option<Signals>,
+    progress: Option<Progress>,
+    tally: &'a Metrics,
+    taken: Taken,
+    give_up: GiveUp,
+    timeout: Duration,
+}
+
+impl Watch<'_> {
+    /// Does `work`, acting on signals the while (and drawing the progress display, if
+    /// `draw`); returns what `work` gives.
+    async fn around<T>(&mut self, work: impl Future<Output = T>, draw: bool) -> T {
+        let Watch {
+            stop,
+            signals,
+            progress,
+            tally,
+            taken,
+            give_up,
+            timeout,
+        } = self;
+        let (progress, tally, taken, timeout) = (&*progress, *tally, &*taken, *timeout);
+        let first_signal = || {
+            // Off the screen before the message, which it would otherwise be drawn after.
+            if let Some(progress) = progress {
+                progress.hide();
+            }
+            say(stopping(tally.measures.requests_in_flight(), timeout));
+        };
+        let second_signal = || {
+            give_up.now();
+            say("stopping at once: records in flight go to the dead letters, unanswered");
+        };
+        let show_progress = async {
+            if let Some(progress) = progress.as_ref().filter(|_| draw) {
+                // Off the screen as soon as the run stops, so that no stale frame stays.
+                tokio::select! {
+                    () = progress.run(tally, taken) => {}
+                    _ = stop.stopped() => progress.hide(),
+                }
+            }
+            std::future::pending::<()>().await;
+        };
+        let done = tokio::select! {
+            biased;
+            done = work => done,
+            () = stop.watch_signals(signals, &first_signal, &second_signal) => {
+                unreachable!("signals are watched until the run ends")
+            }
+            () = show_progress => unreachable!("the progress display runs until the run ends"),
+        };
+        self.hide();
+        done
+    }
+
+    fn hide(&self) {
+        if let Some(progress) = &self.progress {
+            progress.hide();
+        }
+    }
+}
+
+/// The records of `reading`, less the first `resumed` (their results are in the output
+/// already, --resume), counted as skipped or read.
+fn skipping<'a>(
+    reading: impl Stream<Item = anyhow::Result<Record>> + 'a,
+    resumed: u64,
+    tally: &'a Metrics,
+) -> impl Stream<Item = anyhow::Result<Record>> + 'a {
+    let mut to_skip = resumed;
+    reading.filter(move |record| {
+        let skip = record.is_ok() && to_skip > 0;
+        if skip {
+            to_skip -= 1;
+            Metrics::add(&tally.skipped, 1);
+        } else if record.is_ok() {
+            Metrics::add(&tally.read, 1);
+        }
+        futures::future::ready(!skip)
+    })
+}
+
+/// What to say before the run starts: where input comes from when it is the terminal, that
+/// --insecure is on, and that a dry run leaves -o alone.
+fn notes_before_the_run(input: &input::Settings, display: &Display, files: &Files) {
+    if input.paths.is_empty() && std::io::stdin().is_terminal() && !display.quiet {
+        say("reading JSON lines from the terminal; end with Ctrl-D");
+    }
+    if display.insecure {
+        say("warning: --insecure: TLS certificates are not verified");
+    }
+    // --dry-run writes the requests to stdout and leaves every file alone.
+    if let (true, Some(output)) = (files.dry_run, &files.output) {
+        say(format_args!(
+            "--dry-run: the requests go to standard output; {} is left alone",
+            output.display()
+        ));
+    }
+}
+
+/// The output, once the inputs are open: --stats checked writable, an -o to resume counted
+/// (how many lines it holds), the dead-letter file emptied; and where dead letters go.
+fn open_outputs(files: &Files) -> anyhow::Result<(Output, u64, String)> {
+    if let Some(stats) = files.written(&files.stats) {
+        output::writable(stats).map_err(|e| anyhow!("cannot create {}: {e}", stats.display()))?;
+    }
+    let resumed = match (files.written(&files.output), files.resume) {
+        (Some(output), true) => output::complete_lines(output)?,
+        _ => 0,
+    };
+    let sinks = Sinks {
+        output: files.written(&files.output),
+        errors: files.written(&files.errors),
+        append: files.resume,
+    };
+    Ok((Output::open(&sinks)?, resumed, sinks.errors_place()))
+}
+
+/// What the first signal says: what the run now waits for, and that a second stops at once.
+fn stopping(in_flight: u64, timeout: std::time::Duration) -> String {
+    let waiting = match in_flight {
+        0 => "nothing is in flight".to_string(),
+        n => format!(
+            "waiting for the {} in flight, at most {}",
+            summary::count(n, "request", "requests"),
+            humantime::format_duration(timeout)
+        ),
+    };
+    format!(
+        "stopping: no new requests, and every record not yet answered goes to the dead \
+         letters; {waiting} (signal again to stop at once)"
+    )
+}
+
+/// A clean run that had nothing to write still leaves its output, empty, as `>` would.
+fn empty_output_after_a_clean_run(exit: Exit, opened: bool, files: &Files) -> Exit {
+    let Some(path) = files.written(&files.output) else {
+        return exit;
+    };
+    if exit != Exit::Success || opened || files.resume {
+        return exit;
+    }
+    match File::create(path) {
+        Ok(_) => exit,
+        Err(e) => {
+            say(format_args!("cannot create {}: {e}", path.display()));
+            Exit::Aborted
+        }
+    }
 }
