@@ -13,30 +13,59 @@ use crate::cli::Api;
 use crate::input::Record;
 use crate::report::quote;
 use crate::wire::json::{self, Pointer};
-use crate::wire::presets::{Flags, PLAIN, preset};
+use crate::wire::presets::{Flags, PLAIN, Preset, preset};
 
-/// How requests and answers look.
+/// How requests are made and answers read, chosen once: one [`Way`] of talking, what is sent
+/// for each record, and how each result is written.
 #[derive(Debug)]
 pub struct Codec {
+    select: Select,
+    way: Way,
+    /// Output the record with its result under this member (--merge).
+    pub merge: Option<String>,
+}
+
+/// What is sent for each record.
+#[derive(Debug)]
+struct Select {
     /// The part of each record that is sent (--input).
     input: Option<Pointer>,
-    /// The body before and after the inputs ($batch) or the input ($record).
-    before: String,
-    after: String,
-    /// One record per request (--single).
-    single: bool,
-    /// Where the results array is in the answer (--results).
+    /// Chat input: a string record is one user message; an object gives its `messages`.
+    chat: bool,
+}
+
+/// One way of talking to a server: how a request is made of the inputs, and its answer read.
+/// A new way is a new variant here.
+#[derive(Debug)]
+enum Way {
+    /// A bare JSON array each way: the records as read, the results as answered. The fast
+    /// path: records are spliced into the body without a look at what they hold.
+    Plain,
+    /// The inputs as an array at `$batch` in a template, between `before` and `after`.
+    Batch {
+        before: String,
+        after: String,
+        answer: Answer,
+    },
+    /// One input per request, at `$record` in a template; the answer holds its one result.
+    Single {
+        before: String,
+        after: String,
+        answer: Answer,
+    },
+    /// Open Inference Protocol tensors (--api v2); `fields` open the body's object.
+    Tensor { fields: String, v2: V2 },
+}
+
+/// Where the results are in an answer.
+#[derive(Debug)]
+struct Answer {
+    /// Where the results array is (--results).
     results: Option<Pointer>,
     /// The result within each element (--result).
     result: Option<Pointer>,
     /// The field of each element that says which input it answers (--index).
     index: Option<Pointer>,
-    /// Output the record with its result under this member (--merge).
-    pub merge: Option<String>,
-    /// Chat input: a string record is one user message; an object gives its `messages`.
-    chat: bool,
-    /// The Open Inference Protocol's tensors instead of a template.
-    v2: Option<V2>,
 }
 
 #[derive(Debug)]
@@ -47,7 +76,7 @@ struct V2 {
 }
 
 impl Codec {
-    /// The shape the flags ask for: its --api preset, with explicit flags over it. Errors are
+    /// The codec the flags ask for: its --api preset, with explicit flags over it. Errors are
     /// usage errors (a bad pointer, a template without its placeholder, a missing --model).
     pub fn new(flags: &Flags) -> Result<Codec, String> {
         let preset = flags.api.map_or(PLAIN, preset);
@@ -96,11 +125,13 @@ impl Codec {
         if v2.is_none() {
             unused_v2_flags(flags)?;
         }
-        let (before, after) = if v2.is_some() {
+        if let Some(v2) = v2 {
             // The tensor is built per batch; the fields go beside "inputs".
             clashes(flags, &fields, &["inputs".into()], "the --api v2 tensor")?;
-            (with_fields("{}", &fields)?, String::new())
-        } else {
+            let fields = with_fields("{}", &fields)?;
+            return Codec::made(flags, &preset, Way::Tensor { fields, v2 });
+        }
+        let (before, after) = {
             split_template(template, token)?;
             if !fields.is_empty() {
                 let Some(taken) = top_level_keys(template, token) else {
@@ -114,35 +145,55 @@ impl Codec {
             }
             split_template(&with_fields(template, &fields)?, token)?
         };
-        Ok(Codec {
-            input: pointer("input", flags.input, None)?,
-            before,
-            after,
-            single,
+        let answer = Answer {
             results: pointer("results", flags.results, preset.results)?,
             result: pointer("result", flags.result, preset.result)?,
             index: pointer("index", flags.index, preset.index)?,
-            merge: flags.merge.clone(),
-            chat: preset.chat,
-            v2,
-        })
+        };
+        let way = if single {
+            Way::Single {
+                before,
+                after,
+                answer,
+            }
+        } else if before.is_empty()
+            && after.is_empty()
+            && answer.is_plain()
+            && flags.input.is_none()
+            && flags.merge.is_none()
+            && !preset.chat
+        {
+            Way::Plain
+        } else {
+            Way::Batch {
+                before,
+                after,
+                answer,
+            }
+        };
+        Codec::made(flags, &preset, way)
     }
 
-    /// Whether requests and answers are bare arrays of records and results: the fast path.
-    fn is_plain(&self) -> bool {
-        self.input.is_none()
-            && self.before == "["
-            && self.after == "]"
-            && !self.single
-            && self.results.is_none()
-            && self.result.is_none()
-            && self.index.is_none()
-            && self.v2.is_none()
+    /// The codec of `way`, with what is sent for each record and how results are written.
+    fn made(flags: &Flags, preset: &Preset, way: Way) -> Result<Codec, String> {
+        let input = flags
+            .input
+            .as_deref()
+            .map(|text| Pointer::parse(text).map_err(|e| format!("--input: {e}")))
+            .transpose()?;
+        Ok(Codec {
+            select: Select {
+                input,
+                chat: preset.chat,
+            },
+            way,
+            merge: flags.merge.clone(),
+        })
     }
 
     /// Whether each request carries one record.
     pub fn single(&self) -> bool {
-        self.single
+        matches!(self.way, Way::Single { .. })
     }
 
     /// What is sent for `record`, or why it cannot be sent (it names the flag at fault).
@@ -150,31 +201,31 @@ impl Codec {
         if self.merge.is_some() && !json::is_object(record) {
             return Err("--merge needs each record to be a JSON object".into());
         }
-        let part = match &self.input {
+        let part = match &self.select.input {
             None => record,
             Some(pointer) => pointer
                 .find(record)
                 .ok_or_else(|| format!("the record has no {pointer} (--input)"))?,
         };
-        if self.chat {
+        if self.select.chat {
             return chat_messages(part);
         }
         Ok(Input::Text(part))
     }
 
-    /// What is sent for each of a batch's records, or why a record cannot be sent. With
-    /// --api v2, a row of another length than the batch's first fails alone, so that the rows
-    /// around it still make a tensor.
-    /// None on the plain path, where every record is sent as it is.
+    /// What is sent for each of a batch's records, or why a record cannot be sent; none on
+    /// the plain path, where every record is sent as it is. With --api v2, a row of another
+    /// length than the batch's first fails alone, so that the rows around it still make a
+    /// tensor.
     pub fn inputs<'a>(
         &self,
         records: impl Iterator<Item = &'a RawValue>,
     ) -> Option<Vec<Result<Input<'a>, String>>> {
-        if self.is_plain() {
+        if let Way::Plain = self.way {
             return None;
         }
         let mut inputs: Vec<_> = records.map(|record| self.input(record)).collect();
-        if self.v2.is_some() {
+        if let Way::Tensor { .. } = self.way {
             let mut first = None;
             for input in &mut inputs {
                 let Ok(row) = input else { continue };
@@ -193,10 +244,13 @@ impl Codec {
     /// the plain path) are `inputs`; or, when the codec cannot hold them, which record is at
     /// fault and why.
     pub fn body(&self, records: &[Record], inputs: &[Input]) -> Result<Vec<u8>, String> {
-        if self.is_plain() {
-            return Ok(plain_body(records));
-        }
-        self.shaped_body(inputs).map_err(|e| {
+        let made = match &self.way {
+            Way::Plain => return Ok(plain_body(records)),
+            Way::Batch { before, after, .. } => Ok(spliced(before, after, inputs, true)),
+            Way::Single { before, after, .. } => Ok(spliced(before, after, inputs, false)),
+            Way::Tensor { fields, v2 } => v2.body(fields, inputs),
+        };
+        made.map_err(|e| {
             let at = e.row.and_then(|row| records.get(row));
             match at {
                 Some(record) => format!("{}: {}", record.at, e.message),
@@ -210,7 +264,7 @@ impl Codec {
     pub fn results(&self, body: &[u8], expected: usize) -> Result<Vec<Box<RawValue>>, String> {
         // The plain path: a bare array of the right length, taken apart in one go. Anything
         // else takes the general path, which says what is wrong.
-        if self.is_plain() {
+        if let Way::Plain = self.way {
             if let Ok(results) = serde_json::from_slice::<Vec<Box<RawValue>>>(body) {
                 if results.len() == expected {
                     return Ok(results);
@@ -219,51 +273,72 @@ impl Codec {
         }
         let answer: &RawValue = serde_json::from_slice(body)
             .map_err(|e| format!("not valid JSON ({e}); body: {}", quote(body)))?;
-        self.answer_results(answer, expected).map_err(|e| match e {
+        let read = match &self.way {
+            Way::Plain => Answer::PLAIN.read(answer, expected, false),
+            Way::Batch { answer: at, .. } => at.read(answer, expected, false),
+            Way::Single { answer: at, .. } => at.read(answer, expected, true),
+            Way::Tensor { v2, .. } => v2.results(answer, expected),
+        };
+        read.map_err(|e| match e {
             Unusable::Shape(problem) => format!("{problem}; body: {}", quote(body)),
             Unusable::Content(problem) => problem,
         })
     }
 
-    /// The request body for these inputs, or what is wrong with one of them (by its
-    /// position) or with all of them.
-    fn shaped_body(&self, inputs: &[Input]) -> Result<Vec<u8>, BodyError> {
-        if let Some(v2) = &self.v2 {
-            return v2.body(&self.before, inputs);
-        }
-        let size = self.before.len()
-            + self.after.len()
-            + inputs.iter().map(|i| i.len() + 1).sum::<usize>()
-            + 2;
-        let mut body = Vec::with_capacity(size);
-        body.extend_from_slice(self.before.as_bytes());
-        if self.single {
-            for input in inputs {
-                input.write(&mut body);
+    /// The line written for `record` answered by `result`.
+    pub fn line(&self, record: &RawValue, result: Box<RawValue>) -> Box<RawValue> {
+        let Some(field) = &self.merge else {
+            return result;
+        };
+        json::with_member(record, field, &result)
+            .and_then(|merged| RawValue::from_string(merged).ok())
+            .unwrap_or(result)
+    }
+}
+
+/// `before`, the inputs (as an array when `array`, else the one input), and `after`.
+fn spliced(before: &str, after: &str, inputs: &[Input], array: bool) -> Vec<u8> {
+    let size = before.len() + after.len() + inputs.iter().map(|i| i.len() + 1).sum::<usize>() + 2;
+    let mut body = Vec::with_capacity(size);
+    body.extend_from_slice(before.as_bytes());
+    if array {
+        body.push(b'[');
+        for (i, input) in inputs.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
             }
-        } else {
-            body.push(b'[');
-            for (i, input) in inputs.iter().enumerate() {
-                if i > 0 {
-                    body.push(b',');
-                }
-                input.write(&mut body);
-            }
-            body.push(b']');
+            input.write(&mut body);
         }
-        body.extend_from_slice(self.after.as_bytes());
-        Ok(body)
+        body.push(b']');
+    } else {
+        for input in inputs {
+            input.write(&mut body);
+        }
+    }
+    body.extend_from_slice(after.as_bytes());
+    body
+}
+
+impl Answer {
+    /// The results are the answer itself, an array.
+    const PLAIN: Answer = Answer {
+        results: None,
+        result: None,
+        index: None,
+    };
+
+    fn is_plain(&self) -> bool {
+        self.results.is_none() && self.result.is_none() && self.index.is_none()
     }
 
-    /// One result per input, in input order, from an answer; or what is wrong with it.
-    fn answer_results(
+    /// One result per input, in input order, from an answer; or what is wrong with it. With
+    /// `single`, an answer without --results is the one result itself.
+    fn read(
         &self,
         answer: &RawValue,
         expected: usize,
+        single: bool,
     ) -> Result<Vec<Box<RawValue>>, Unusable> {
-        if let Some(v2) = &self.v2 {
-            return v2.results(answer, expected);
-        }
         let found = match &self.results {
             None => answer,
             Some(pointer) => pointer.find(answer).ok_or_else(|| {
@@ -273,7 +348,7 @@ impl Codec {
                 ))
             })?,
         };
-        let mut elements = if self.single && self.results.is_none() {
+        let mut elements = if single && self.results.is_none() {
             vec![found]
         } else {
             json::elements(found).ok_or_else(|| {
@@ -310,16 +385,6 @@ impl Codec {
                 Ok(result.to_owned())
             })
             .collect()
-    }
-
-    /// The line written for `record` answered by `result`.
-    pub fn line(&self, record: &RawValue, result: Box<RawValue>) -> Box<RawValue> {
-        let Some(field) = &self.merge else {
-            return result;
-        };
-        json::with_member(record, field, &result)
-            .and_then(|merged| RawValue::from_string(merged).ok())
-            .unwrap_or(result)
     }
 }
 
@@ -848,6 +913,22 @@ mod tests {
         let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(args).unwrap();
         crate::config::Config::new(cli).unwrap().codec
     }
+    #[test]
+    fn the_default_codec_takes_the_plain_path_and_the_flags_leave_it() {
+        assert!(matches!(shape(&[]).way, Way::Plain));
+        for flags in [
+            &["--input", "/text"][..],
+            &["--results", "/r"],
+            &["--merge", "m"],
+            &["--template", r#"{"x": $batch}"#],
+            &["--api", "tfserving"],
+        ] {
+            assert!(matches!(shape(flags).way, Way::Batch { .. }), "{flags:?}");
+        }
+        assert!(shape(&["--single"]).single());
+        assert!(matches!(shape(&["--api", "v2"]).way, Way::Tensor { .. }));
+    }
+
     #[test]
     fn results_must_be_an_array_of_the_right_length() {
         let plain = shape(&[]);
