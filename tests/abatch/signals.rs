@@ -349,33 +349,12 @@ fn resume_needs_ordered_output_to_a_file_that_keeps_every_line() {
 
 #[test]
 fn a_second_signal_exits_promptly_even_when_nobody_reads_the_output() {
-    let server = quick_server();
     let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.jsonl");
-    std::fs::write(&input, records(0..100_000)).unwrap();
     let errors = dir.path().join("errors.jsonl");
-    let mut child = spawn_to(
-        &server,
-        &[
-            "-b",
-            "100",
-            "--errors",
-            &errors.to_string_lossy(),
-            &input.to_string_lossy(),
-        ],
-    );
-    // Nobody reads stdout: once the pipe is full, the writer waits, and so does the rest.
-    wait_until_requests_stop(&server);
-    let lines = stderr_lines(&mut child);
-    signal(&child, libc::SIGINT);
-    wait_for_line(&lines, "stopping: no new requests");
-    signal(&child, libc::SIGINT);
-    let signalled = std::time::Instant::now();
-    assert_eq!(exit_of(&mut child).code(), Some(130));
-    let took = signalled.elapsed();
+    let errors_arg = errors.to_string_lossy();
+    let (took, stdout, summary) =
+        stopped_with_nobody_reading(&["-b", "100", "--errors", &errors_arg], 100_000);
     assert!(took < Duration::from_secs(2), "took {took:?}");
-    let mut stdout = String::new();
-    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
     assert!(stdout.ends_with('\n'), "whole lines only");
     let written = echoed_ids(stdout.as_bytes());
     let letters = letters_in_file(&errors);
@@ -384,8 +363,7 @@ fn a_second_signal_exits_promptly_even_when_nobody_reads_the_output() {
             == "answered, but not written: the run was stopped while the output was not being read"),
         "answers that could not be written are dead letters"
     );
-    let summary: Vec<String> = lines.iter().collect();
-    let read = records_read(summary.last().unwrap());
+    let read = records_read(&summary);
     // A line half read when reading stopped is kept raw.
     let (raw, letters): (Vec<_>, Vec<_>) =
         letters.into_iter().partition(|l| l.get("raw").is_some());
