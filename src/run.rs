@@ -19,7 +19,7 @@ use crate::http::Client;
 use crate::input::{self, Record, Taken};
 use crate::order;
 use crate::output::route::{Routed, Router};
-use crate::output::{self, Files, GiveUp, Output, Reader, Sinks};
+use crate::output::{self, Files, Finished, GiveUp, Output, Reader, Sinks};
 use crate::report::progress::{self, Progress};
 use crate::report::summary;
 use crate::report::{self, Display, Ending, Metrics, conclude, say};
@@ -98,28 +98,14 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         reader,
     } = router.finish();
     let input_ended = input_error.is_none() && stop.signalled().is_none() && failed_batches == 0;
-    if input_ended && tally.skipped.get() < resumed {
-        input_error = Some(anyhow!(
-            "--resume: {} held {resumed} lines, but the input has only {} records; is it the \
-             output of another input?",
-            files.output.as_deref().unwrap_or(Path::new("-o")).display(),
-            tally.skipped.get()
-        ));
+    if input_ended {
+        input_error = resume_overrun(resumed, tally.skipped.get(), &files);
     }
     // finish() first: it tells a closed pipe from a failed write. Signals still count while
     // it waits: a second one gives up on an output nobody reads.
     let finished = watch.around(output.finish(), false).await;
-    // The writer's count is the truth: some answers may have become dead letters instead.
-    let written = finished.written;
-    tally.written.set(written.results);
-    Metrics::add(&tally.unsent, written.given_up as usize);
-    if let Some(error) = finished.error {
-        input_error = Some(match input_error {
-            None => error,
-            Some(first) => anyhow!("{first:#}; also, {error:#}"),
-        });
-    }
     let reader_gone = reader == Reader::Gone || finished.reader == Reader::Gone;
+    let (input_error, opened) = account_output(finished, &tally, input_error);
 
     let ending = Ending {
         tally: &tally,
@@ -135,7 +121,37 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         dry_run: files.dry_run,
     };
     let exit = conclude(&display, flow.on_error, concurrency, ending);
-    Ok(empty_output_after_a_clean_run(exit, written.opened, &files))
+    Ok(empty_output_after_a_clean_run(exit, opened, &files))
+}
+
+/// With --resume, an output that held more lines than the input has records: the output of
+/// another input, most likely.
+fn resume_overrun(resumed: u64, skipped: u64, files: &Files) -> Option<anyhow::Error> {
+    (skipped < resumed).then(|| {
+        anyhow!(
+            "--resume: {} held {resumed} lines, but the input has only {skipped} records; is it \
+             the output of another input?",
+            files.output.as_deref().unwrap_or(Path::new("-o")).display(),
+        )
+    })
+}
+
+/// Takes the writer's word for what was written (some answers may have become dead letters
+/// instead), and adds a failure of the output to the run's error; says whether the output
+/// file was opened.
+fn account_output(
+    finished: Finished,
+    tally: &Metrics,
+    error: Option<anyhow::Error>,
+) -> (Option<anyhow::Error>, bool) {
+    let written = finished.written;
+    tally.written.set(written.results);
+    Metrics::add(&tally.unsent, written.given_up as usize);
+    let error = match (error, finished.error) {
+        (Some(first), Some(then)) => Some(anyhow!("{first:#}; also, {then:#}")),
+        (first, then) => first.or(then),
+    };
+    (error, written.opened)
 }
 
 /// Routes every outcome as it comes, until they end or nobody reads the output; returns the
