@@ -16,7 +16,7 @@ use crate::exit::Exit;
 use crate::flow::exchange::{Exchanger, Outcome};
 use crate::flow::limit::Limit;
 use crate::http::Client;
-use crate::input::{self, Record, Taken};
+use crate::input::{self, Record};
 use crate::order;
 use crate::output::route::{Routed, Router};
 use crate::output::{self, Files, Finished, GiveUp, Output, Reader, Sinks};
@@ -67,7 +67,6 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
     let concurrency = concurrency.get();
     let progress = progress::wanted(display.progress, display.no_progress, display.quiet)
         .then(|| Progress::start(sources.size()));
-    let taken = sources.taken();
 
     let reading = input::records(sources, input.max_line, stop.stopping().clone());
     let records = skipping(reading, resumed, &tally);
@@ -87,7 +86,6 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         signals,
         progress,
         tally: &tally,
-        taken,
         give_up: output.give_up(),
         timeout: http.timeout,
     };
@@ -181,7 +179,6 @@ struct Watch<'a> {
     signals: Option<Signals>,
     progress: Option<Progress>,
     tally: &'a Metrics,
-    taken: Taken,
     give_up: GiveUp,
     timeout: Duration,
 }
@@ -195,11 +192,10 @@ impl Watch<'_> {
             signals,
             progress,
             tally,
-            taken,
             give_up,
             timeout,
         } = self;
-        let (progress, tally, taken, timeout) = (&*progress, *tally, &*taken, *timeout);
+        let (progress, tally, timeout) = (&*progress, *tally, *timeout);
         let first_signal = || {
             // Off the screen before the message, which it would otherwise be drawn after.
             if let Some(progress) = progress {
@@ -215,7 +211,7 @@ impl Watch<'_> {
             if let Some(progress) = progress.as_ref().filter(|_| draw) {
                 // Off the screen as soon as the run stops, so that no stale frame stays.
                 tokio::select! {
-                    () = progress.run(tally, taken) => {}
+                    () = progress.run(tally) => {}
                     _ = stop.stopped() => progress.hide(),
                 }
             }

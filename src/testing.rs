@@ -17,6 +17,7 @@ pub fn record(source: &str, line: u64, json: &str) -> Record {
             line,
         },
         invalid: None,
+        bytes: json.len() as u64 + 1,
     }
 }
 

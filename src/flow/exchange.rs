@@ -253,12 +253,14 @@ impl<'a> Exchanger<'a> {
             let sent = tokio::select! {
                 biased;
                 why = self.stop.in_flight_cancelled() => {
-                    measures.attempt_given_up(started.elapsed());
+                    let took = started.elapsed();
+                    measures.attempt_given_up(took);
+                    drop(slot);
+                    self.limit.attempt_ended(took, records.len(), Ended::GivenUp);
                     return Tried::Unsent(why, attempt);
                 }
                 sent = self.client.send(body.clone()) => sent,
             };
-            let took = started.elapsed();
             // An answer the codec cannot read fails the attempt like any other.
             let sent = sent.and_then(|reply| {
                 let status = reply.status;
@@ -267,6 +269,8 @@ impl<'a> Exchanger<'a> {
                     Err(problem) => Err(Failure::Response { status, problem }),
                 }
             });
+            // Reading the answer is part of the attempt.
+            let took = started.elapsed();
             let status = match &sent {
                 Ok(answer) => Ok(answer.status),
                 Err(failure) => failure.status_or_kind(),

@@ -27,8 +27,10 @@ pub enum Ended {
     Answered,
     /// The server said it is overloaded (429, 503), or the attempt timed out.
     Overloaded,
-    /// Anything else: no answer, a refused certificate, a record that could not be sent.
+    /// Anything else: no answer, a refused certificate.
     Failed,
+    /// Given up before its answer came (the run is stopping at once).
+    GivenUp,
 }
 
 // Resized only by the tests so far: the seam an adaptive limit will use.

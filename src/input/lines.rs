@@ -8,7 +8,7 @@ use anyhow::anyhow;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
-use super::source::{Source, Taken, is_stopping};
+use super::source::{Source, is_stopping};
 use super::{Location, Pending, Record};
 
 const READ_BUFFER: usize = 256 * 1024;
@@ -30,14 +30,16 @@ pub fn read_one(
     source: Source,
     max_line: usize,
     stop: &CancellationToken,
-    taken: Taken,
     pending: &mut Pending,
 ) -> anyhow::Result<Ended> {
     let name = source.name().clone();
-    let mut reader = BufReader::with_capacity(READ_BUFFER, source.stoppable(stop, taken));
+    let mut reader = BufReader::with_capacity(READ_BUFFER, source.stoppable(stop));
     let mut line = Vec::new();
     let mut number = 0u64;
     let mut first_value = true;
+    // Bytes taken from this input: each record counts those since the record before it, blank
+    // lines, a byte order mark and line endings included, for the progress display.
+    let mut bytes = Bytes::default();
     loop {
         let next_read_may_block = memchr::memchr(b'\n', reader.buffer()).is_none();
         if (pending.is_full() || next_read_may_block) && !pending.hand_over() {
@@ -58,8 +60,10 @@ pub fn read_one(
             Err(e) if is_stopping(&e) => {
                 // The start of a line whose end was never read: bytes taken, so kept.
                 if !is_blank(&line) {
+                    bytes.taken(line.len());
                     let problem = "the run stopped before the rest of this line was read";
-                    pending.push(Ok(invalid(&line, at, problem.into())), line.len());
+                    let record = invalid(&line, at, problem.into(), bytes.record());
+                    pending.push(Ok(record), line.len());
                 }
                 return Ok(Ended::Stopped);
             }
@@ -68,6 +72,7 @@ pub fn read_one(
         if read == 0 {
             return Ok(Ended::Input);
         }
+        bytes.taken(read);
         let mut content = line.strip_suffix(b"\n").unwrap_or(&line);
         content = content.strip_suffix(b"\r").unwrap_or(content);
         if number == 1 {
@@ -82,12 +87,14 @@ pub fn read_one(
             );
             // The line's end may be in what was read already.
             let skipped = match line.ends_with(b"\n") {
-                true => Ok(()),
+                true => Ok(0),
                 false => skip_line(&mut reader),
             };
-            pending.push(Ok(invalid(kept, at.clone(), problem)), read);
+            bytes.taken(*skipped.as_ref().unwrap_or(&0));
+            let record = invalid(kept, at.clone(), problem, bytes.record());
+            pending.push(Ok(record), read);
             match skipped {
-                Ok(()) => continue,
+                Ok(_) => continue,
                 Err(e) if is_stopping(&e) => return Ok(Ended::Stopped),
                 Err(e) => return Err(anyhow!("{at}: cannot read: {e}")),
             }
@@ -100,11 +107,32 @@ pub fn read_one(
                 json,
                 at,
                 invalid: None,
+                bytes: bytes.record(),
             },
-            Err(problem) => invalid(content, at, problem),
+            Err(problem) => invalid(content, at, problem, bytes.record()),
         };
         first_value = false;
         pending.push(Ok(record), read);
+    }
+}
+
+/// Bytes taken from an input, and those already counted by a record.
+#[derive(Default)]
+struct Bytes {
+    taken: u64,
+    counted: u64,
+}
+
+impl Bytes {
+    fn taken(&mut self, n: usize) {
+        self.taken += n as u64;
+    }
+
+    /// The bytes a record stands for: those taken since the record before it.
+    fn record(&mut self) -> u64 {
+        let since = self.taken - self.counted;
+        self.counted = self.taken;
+        since
     }
 }
 
@@ -113,34 +141,37 @@ fn is_blank(line: &[u8]) -> bool {
         .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
 }
 
-/// Reads and drops the rest of a line that is too long to keep.
-fn skip_line(reader: &mut impl BufRead) -> io::Result<()> {
+/// Reads and drops the rest of a line that is too long to keep; says how many bytes that was.
+fn skip_line(reader: &mut impl BufRead) -> io::Result<usize> {
+    let mut skipped = 0;
     loop {
         let buffer = reader.fill_buf()?;
         if buffer.is_empty() {
-            return Ok(());
+            return Ok(skipped);
         }
         match memchr::memchr(b'\n', buffer) {
             Some(end) => {
                 reader.consume(end + 1);
-                return Ok(());
+                return Ok(skipped + end + 1);
             }
             None => {
                 let len = buffer.len();
                 reader.consume(len);
+                skipped += len;
             }
         }
     }
 }
 
 /// An invalid record: the raw text of its line (invalid UTF-8 shown as U+FFFD), and why.
-fn invalid(raw: &[u8], at: Location, problem: String) -> Record {
+fn invalid(raw: &[u8], at: Location, problem: String, bytes: u64) -> Record {
     let text = String::from_utf8_lossy(raw);
     let json = serde_json::value::to_raw_value(&text).unwrap_or_else(|_| RawValue::NULL.to_owned());
     Record {
         json,
         at,
         invalid: Some(problem.into()),
+        bytes,
     }
 }
 
@@ -180,14 +211,7 @@ mod tests {
         };
         let mut pending = Pending::new(&mut send);
         let source = super::super::open(&[path]).unwrap().list.pop().unwrap();
-        let taken = Taken::default();
-        let result = read_one(
-            source,
-            max_line,
-            &CancellationToken::new(),
-            taken,
-            &mut pending,
-        );
+        let result = read_one(source, max_line, &CancellationToken::new(), &mut pending);
         if let Err(e) = result {
             pending.push(Err(e), 0);
         }
@@ -224,6 +248,30 @@ mod tests {
                 Ok((5, "\"last\"".into()))
             ]
         );
+    }
+
+    #[test]
+    fn records_count_every_byte_for_the_progress_display() {
+        let text = "\u{feff}1\r\n\n  \n2\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        std::fs::write(&path, text).unwrap();
+        let mut chunks = Vec::new();
+        let mut send = |chunk| {
+            chunks.push(chunk);
+            true
+        };
+        let mut pending = Pending::new(&mut send);
+        let source = super::super::open(&[path]).unwrap().list.pop().unwrap();
+        read_one(source, 100, &CancellationToken::new(), &mut pending).unwrap();
+        pending.hand_over();
+        let bytes: Vec<u64> = chunks
+            .into_iter()
+            .flatten()
+            .map(|r| r.unwrap().bytes)
+            .collect();
+        assert_eq!(bytes, [6, 6]);
+        assert_eq!(bytes.iter().sum::<u64>(), text.len() as u64);
     }
 
     #[test]
@@ -333,8 +381,7 @@ mod tests {
             true
         };
         let source = super::super::open(&[path]).unwrap().list.pop().unwrap();
-        let taken = Taken::default();
-        let ended = read_one(source, 100, &stop, taken, &mut Pending::new(&mut send)).unwrap();
+        let ended = read_one(source, 100, &stop, &mut Pending::new(&mut send)).unwrap();
         assert_eq!(ended, Ended::Stopped);
         assert!(chunks.is_empty());
     }

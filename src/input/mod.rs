@@ -27,7 +27,7 @@ mod lines;
 mod source;
 
 use lines::Ended;
-pub use source::{Sources, Taken, open};
+pub use source::{Sources, open};
 
 /// One input record: its JSON text exactly as read, and where it was read.
 #[derive(Debug)]
@@ -37,6 +37,9 @@ pub struct Record {
     /// Why the line is not a record that can be sent; `json` then holds the line's raw text as
     /// a JSON string.
     pub invalid: Option<Box<str>>,
+    /// The input bytes it stands for: since the record before it, blank lines and line
+    /// endings included.
+    pub bytes: u64,
 }
 
 /// A file (or stdin) and a 1-based line number, blank lines counted.
@@ -96,9 +99,8 @@ pub fn records(
 fn read_all(sources: Sources, max_line: usize, stop: &CancellationToken, tx: &mpsc::Sender<Chunk>) {
     let mut send = |chunk| tx.blocking_send(chunk).is_ok();
     let mut pending = Pending::new(&mut send);
-    let taken = sources.taken();
     for source in sources.list {
-        match lines::read_one(source, max_line, stop, taken.clone(), &mut pending) {
+        match lines::read_one(source, max_line, stop, &mut pending) {
             Ok(Ended::Input) => {}
             Ok(Ended::Stopped) => break,
             Ok(Ended::Gone) => return,

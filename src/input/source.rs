@@ -1,5 +1,5 @@
-//! The inputs, opened before anything is sent or written: a file or stdin, its name, its size
-//! when known, and a count of the bytes taken from them, which the progress display reads.
+//! The inputs, opened before anything is sent or written: a file or stdin, its name, and its
+//! size when it is a regular file, which the progress display measures against.
 //! Reads give up, taking nothing more, once the run is stopping. (Decoders and byte-range
 //! shards belong here, as wrappers of a source.)
 
@@ -9,7 +9,6 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -31,32 +30,12 @@ pub struct Source {
 /// The inputs of a run, open, in order.
 pub struct Sources {
     pub list: Vec<Source>,
-    taken: Taken,
-}
-
-/// How many bytes have been taken from the inputs so far, all of them together.
-#[derive(Clone, Default)]
-pub struct Taken(Arc<AtomicU64>);
-
-impl Taken {
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    fn add(&self, n: usize) {
-        self.0.fetch_add(n as u64, Ordering::Relaxed);
-    }
 }
 
 impl Sources {
     /// Their total size, when every one is a regular file.
     pub fn size(&self) -> Option<u64> {
         self.list.iter().map(|s| s.size).sum()
-    }
-
-    /// The count of bytes taken from them, which the reader keeps.
-    pub fn taken(&self) -> Taken {
-        self.taken.clone()
     }
 }
 
@@ -65,13 +44,9 @@ impl Source {
         &self.name
     }
 
-    /// This source, read until `stop` is cancelled, each byte taken counted in `taken`.
-    pub fn stoppable(self, stop: &CancellationToken, taken: Taken) -> Stoppable<'_> {
-        Stoppable {
-            source: self,
-            stop,
-            taken,
-        }
+    /// This source, read until `stop` is cancelled.
+    pub fn stoppable(self, stop: &CancellationToken) -> Stoppable<'_> {
+        Stoppable { source: self, stop }
     }
 }
 
@@ -86,10 +61,7 @@ pub fn open(inputs: &[PathBuf]) -> anyhow::Result<Sources> {
             .map(|path| open_one(path))
             .collect::<anyhow::Result<_>>()?
     };
-    Ok(Sources {
-        list,
-        taken: Taken::default(),
-    })
+    Ok(Sources { list })
 }
 
 /// `path` ('-': stdin), opened.
@@ -140,7 +112,6 @@ fn stdin() -> anyhow::Result<Source> {
 pub struct Stoppable<'a> {
     source: Source,
     stop: &'a CancellationToken,
-    taken: Taken,
 }
 
 /// The error a [`Stoppable`] read gives once the run is stopping.
@@ -162,9 +133,7 @@ impl Read for Stoppable<'_> {
                 return Err(io::Error::other(Stopping));
             }
             if !self.source.may_wait || readable(&self.source.file, STOP_CHECK) {
-                let read = self.source.file.read(buf)?;
-                self.taken.add(read);
-                return Ok(read);
+                return self.source.file.read(buf);
             }
         }
     }
@@ -210,23 +179,12 @@ mod tests {
     }
 
     #[test]
-    fn sources_know_their_size_and_count_the_bytes_taken() {
+    fn sources_know_their_size() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         std::fs::write(&a, "1\n2\n").unwrap();
         std::fs::write(&b, "3\n").unwrap();
-        let mut sources = open(&[a, b]).unwrap();
-        assert_eq!(sources.size(), Some(6));
-        let taken = sources.taken();
-        let stop = CancellationToken::new();
-        let mut text = String::new();
-        for source in sources.list.drain(..) {
-            source
-                .stoppable(&stop, taken.clone())
-                .read_to_string(&mut text)
-                .unwrap();
-        }
-        assert_eq!(text, "1\n2\n3\n");
-        assert_eq!(taken.get(), 6);
+        assert_eq!(open(&[a.clone(), b]).unwrap().size(), Some(6));
+        assert_eq!(open(&[a, PathBuf::from("-")]).unwrap().size(), None);
     }
 }

@@ -83,6 +83,8 @@ impl<'a> Router<'a> {
 
     pub async fn route(&mut self, outcome: Outcome) {
         let Outcome { records, parts } = outcome;
+        let bytes: u64 = records.iter().map(|r| r.bytes).sum();
+        Metrics::add(&self.tally.bytes_done, bytes as usize);
         let mut records = records.into_iter();
         for part in parts {
             let n = part.len();

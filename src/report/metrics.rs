@@ -28,6 +28,8 @@ pub struct Metrics {
     pub retries: Cell<u64>,
     /// Batches being sent or waiting to be retried.
     pub in_flight: Cell<u64>,
+    /// Input bytes of the records whose outcome is known, for the progress display.
+    pub bytes_done: Cell<u64>,
     /// What --stats reports beyond these counts.
     pub measures: Measures,
 }

@@ -15,7 +15,6 @@ use indicatif::{
     HumanBytes, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike,
 };
 
-use crate::input::Taken;
 use crate::report::Metrics;
 
 /// Redraws per second, at most.
@@ -112,14 +111,13 @@ impl Progress {
         Progress { bar, total }
     }
 
-    /// Redraws from the counters (and the input bytes `taken`) until dropped; never
-    /// resolves by itself.
-    pub async fn run(&self, tally: &Metrics, taken: &Taken) {
+    /// Redraws from the counters until dropped; never resolves by itself.
+    pub async fn run(&self, tally: &Metrics) {
         let mut ticks = tokio::time::interval(REFRESH);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             ticks.tick().await;
-            self.bar.set_position(taken.get());
+            self.bar.set_position(tally.bytes_done.get());
             let mut line = String::new();
             if let Some(total) = self.total {
                 let done = self.bar.position().min(total);

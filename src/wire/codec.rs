@@ -80,6 +80,25 @@ impl Codec {
     /// usage errors (a bad pointer, a template without its placeholder, a missing --model).
     pub fn new(flags: &Flags) -> Result<Codec, String> {
         let preset = flags.api.map_or(PLAIN, preset);
+        let single = flags.single || preset.single;
+        let fields = fields(flags, &preset)?;
+        let v2 = (preset.v2 && flags.template.is_none()).then(|| V2 {
+            input: flags.v2_input.clone().unwrap_or_else(|| "input-0".into()),
+            datatype: flags.v2_datatype.clone(),
+            output: flags.v2_output.clone(),
+        });
+        let around = match v2 {
+            Some(v2) => {
+                // The tensor is built per batch; the fields go beside "inputs".
+                clashes(flags, &fields, &["inputs".into()], "the --api v2 tensor")?;
+                Around::Tensor(with_fields("{}", &fields)?, v2)
+            }
+            None => {
+                unused_v2_flags(flags)?;
+                let (before, after) = halves(flags, &preset, single, &fields)?;
+                Around::Template(before, after)
+            }
+        };
         let pointer = |flag: &str, given: &Option<String>, default: Option<&str>| {
             given
                 .as_deref()
@@ -87,100 +106,29 @@ impl Codec {
                 .map(|text| Pointer::parse(text).map_err(|e| format!("--{flag}: {e}")))
                 .transpose()
         };
-        let single = flags.single || preset.single;
-        let token = if single { "$record" } else { "$batch" };
-        // --single without a preset sends the record itself.
-        let default = if single && flags.api.is_none() {
-            "$record"
-        } else {
-            preset.template
-        };
-        let template = flags.template.as_deref().unwrap_or(default);
-        let mut fields = Vec::new();
-        if let Some(model) = &flags.model {
-            fields.push((
-                "model".to_string(),
-                serde_json::to_string(model).map_err(|e| e.to_string())?,
-            ));
-        } else if preset.needs_model {
-            return Err(format!(
-                "--api {} needs --model NAME",
-                flags.api.map(|a| a.name()).unwrap_or_default()
-            ));
-        }
-        for set in flags.sets {
-            if fields.iter().any(|(key, _)| key == &set.key) {
-                return Err(match (set.key.as_str(), &flags.model) {
-                    ("model", Some(_)) => "--model and --set model both set \"model\"".into(),
-                    (key, _) => format!("--set {key} is given twice"),
-                });
-            }
-            fields.push((set.key.clone(), set.value.get().to_owned()));
-        }
-        let v2 = (preset.v2 && flags.template.is_none()).then(|| V2 {
-            input: flags.v2_input.clone().unwrap_or_else(|| "input-0".into()),
-            datatype: flags.v2_datatype.clone(),
-            output: flags.v2_output.clone(),
-        });
-        if v2.is_none() {
-            unused_v2_flags(flags)?;
-        }
-        if let Some(v2) = v2 {
-            // The tensor is built per batch; the fields go beside "inputs".
-            clashes(flags, &fields, &["inputs".into()], "the --api v2 tensor")?;
-            let fields = with_fields("{}", &fields)?;
-            return Codec::made(flags, &preset, Way::Tensor { fields, v2 });
-        }
-        let (before, after) = {
-            split_template(template, token)?;
-            if !fields.is_empty() {
-                let Some(taken) = top_level_keys(template, token) else {
-                    return Err(no_place_for_fields(flags, single));
-                };
-                let from = match flags.api {
-                    Some(api) if flags.template.is_none() => format!("from --api {}", api.name()),
-                    _ => "from --template".into(),
-                };
-                clashes(flags, &fields, &taken, &from)?;
-            }
-            split_template(&with_fields(template, &fields)?, token)?
-        };
+        let input = pointer("input", flags.input, None)?;
         let answer = Answer {
             results: pointer("results", flags.results, preset.results)?,
             result: pointer("result", flags.result, preset.result)?,
             index: pointer("index", flags.index, preset.index)?,
         };
-        let way = if single {
-            Way::Single {
+        let plain = answer.is_plain() && input.is_none() && flags.merge.is_none() && !preset.chat;
+        let way = match around {
+            Around::Tensor(fields, v2) => Way::Tensor { fields, v2 },
+            Around::Template(before, after) if single => Way::Single {
                 before,
                 after,
                 answer,
+            },
+            Around::Template(before, after) if plain && before.is_empty() && after.is_empty() => {
+                Way::Plain
             }
-        } else if before.is_empty()
-            && after.is_empty()
-            && answer.is_plain()
-            && flags.input.is_none()
-            && flags.merge.is_none()
-            && !preset.chat
-        {
-            Way::Plain
-        } else {
-            Way::Batch {
+            Around::Template(before, after) => Way::Batch {
                 before,
                 after,
                 answer,
-            }
+            },
         };
-        Codec::made(flags, &preset, way)
-    }
-
-    /// The codec of `way`, with what is sent for each record and how results are written.
-    fn made(flags: &Flags, preset: &Preset, way: Way) -> Result<Codec, String> {
-        let input = flags
-            .input
-            .as_deref()
-            .map(|text| Pointer::parse(text).map_err(|e| format!("--input: {e}")))
-            .transpose()?;
         Ok(Codec {
             select: Select {
                 input,
@@ -518,6 +466,67 @@ fn chat_messages(record: &RawValue) -> Result<Input<'_>, String> {
         Some(messages) if json::elements(messages).is_some() => Ok(Input::Text(messages)),
         _ => Err("a chat record must be a string or an object with a \"messages\" array".into()),
     }
+}
+
+/// What a body is made around: a template's halves, or the fields beside a v2 tensor.
+enum Around {
+    Template(String, String),
+    Tensor(String, V2),
+}
+
+/// The top-level fields --model and --set add to the body, as (name, JSON text).
+fn fields(flags: &Flags, preset: &Preset) -> Result<Vec<(String, String)>, String> {
+    let mut fields = Vec::new();
+    if let Some(model) = &flags.model {
+        fields.push((
+            "model".to_string(),
+            serde_json::to_string(model).map_err(|e| e.to_string())?,
+        ));
+    } else if preset.needs_model {
+        return Err(format!(
+            "--api {} needs --model NAME",
+            flags.api.map(|a| a.name()).unwrap_or_default()
+        ));
+    }
+    for set in flags.sets {
+        if fields.iter().any(|(key, _)| key == &set.key) {
+            return Err(match (set.key.as_str(), &flags.model) {
+                ("model", Some(_)) => "--model and --set model both set \"model\"".into(),
+                (key, _) => format!("--set {key} is given twice"),
+            });
+        }
+        fields.push((set.key.clone(), set.value.get().to_owned()));
+    }
+    Ok(fields)
+}
+
+/// The body's template, with `fields` added, split at its `$batch` (or, `single`, `$record`).
+fn halves(
+    flags: &Flags,
+    preset: &Preset,
+    single: bool,
+    fields: &[(String, String)],
+) -> Result<(String, String), String> {
+    let token = if single { "$record" } else { "$batch" };
+    // --single without a preset sends the record itself.
+    let default = if single && flags.api.is_none() {
+        "$record"
+    } else {
+        preset.template
+    };
+    let template = flags.template.as_deref().unwrap_or(default);
+    split_template(template, token)?;
+    if !fields.is_empty() {
+        let Some(taken) = top_level_keys(template, token) else {
+            return Err(no_place_for_fields(flags, single));
+        };
+        let from = match flags.api {
+            Some(api) if flags.template.is_none() => format!("from --api {}", api.name()),
+            _ => "from --template".into(),
+        };
+        clashes(flags, fields, &taken, &from)?;
+    }
+    split_template(&with_fields(template, fields)?, token)
 }
 
 /// The error for --model or --set when the body is not an object: what the body is instead.
@@ -913,6 +922,18 @@ mod tests {
         let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(args).unwrap();
         crate::config::Config::new(cli).unwrap().codec
     }
+    #[test]
+    fn every_pointer_is_checked_whatever_the_way_and_input_first() {
+        let refused = |flags: &[&str]| {
+            let args = ["abatch", "-u", "http://host/"].iter().chain(flags);
+            let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(args).unwrap();
+            crate::config::Config::new(cli).err().unwrap().to_string()
+        };
+        assert!(refused(&["--api", "v2", "--results", "x"]).contains("--results: "));
+        let both = refused(&["--input", "x", "--results", "y"]);
+        assert!(both.contains("--input: "), "{both}");
+    }
+
     #[test]
     fn the_default_codec_takes_the_plain_path_and_the_flags_leave_it() {
         assert!(matches!(shape(&[]).way, Way::Plain));
