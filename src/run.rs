@@ -1,10 +1,7 @@
 //! Wires the run top to bottom: input → batches → exchanges (bounded, ordered or as
 //! completed) → routing → output and dead letters; then hands the ending to the report.
 
-use std::fs::File;
 use std::future::Future;
-use std::io::IsTerminal;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
@@ -21,8 +18,7 @@ use crate::order;
 use crate::output::route::{Routed, Router};
 use crate::output::{self, Files, Finished, GiveUp, Output, Reader, Sinks};
 use crate::report::progress::{self, Progress};
-use crate::report::summary;
-use crate::report::{self, Display, Ending, Metrics, conclude, say};
+use crate::report::{self, Ending, Metrics, conclude, say};
 use crate::stop::{Signals, Stop};
 
 /// Finished batches that may wait behind a slow one, per connection slot, with --ordered.
@@ -56,20 +52,21 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
     let signals = Signals::catch();
     // Every input opens before anything is sent or any file is touched.
     let sources = input::open(&input.paths)?;
-    notes_before_the_run(&input, &display, &files);
+    let dry_run_output = files.output.as_deref().filter(|_| files.dry_run);
+    report::before_the_run(input.paths.is_empty(), &display, dry_run_output);
     let client = Client::new(&http)?;
     let (output, resumed, errors_place) = open_outputs(&files)?;
 
     let stop = Stop::default();
-    let tally = Metrics::default();
+    let metrics = Metrics::default();
     let limit = Limit::new(concurrency.get());
-    let exchanger = Exchanger::new(&flow, &client, &codec, &limit, &stop, &tally);
+    let exchanger = Exchanger::new(&flow, &client, &codec, &limit, &stop, &metrics);
     let concurrency = concurrency.get();
     let progress = progress::wanted(display.progress, display.no_progress, display.quiet)
         .then(|| Progress::start(sources.size()));
 
     let reading = input::records(sources, input.max_line, stop.stopping().clone());
-    let records = skipping(reading, resumed, &tally);
+    let records = skipping(reading, resumed, &metrics);
     let exchanges = batch::batches(records, limits).map(|batch| {
         let exchanger = &exchanger;
         async move { Ok(exchanger.outcome(batch?).await) }
@@ -80,12 +77,19 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
     } else {
         exchanges.buffer_unordered(concurrency).right_stream()
     };
-    let mut router = Router::new(flow.on_error, files.ordered, &stop, &tally, &output, &codec);
+    let mut router = Router::new(
+        flow.on_error,
+        files.ordered,
+        &stop,
+        &metrics,
+        &output,
+        &codec,
+    );
     let mut watch = Watch {
         stop: &stop,
         signals,
         progress,
-        tally: &tally,
+        metrics: &metrics,
         give_up: output.give_up(),
         timeout: http.timeout,
     };
@@ -97,16 +101,16 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
     } = router.finish();
     let input_ended = input_error.is_none() && stop.signalled().is_none() && failed_batches == 0;
     if input_ended {
-        input_error = resume_overrun(resumed, tally.skipped.get(), &files);
+        input_error = output::resume_overrun(resumed, metrics.skipped.get(), &files);
     }
     // finish() first: it tells a closed pipe from a failed write. Signals still count while
     // it waits: a second one gives up on an output nobody reads.
     let finished = watch.around(output.finish(), false).await;
     let reader_gone = reader == Reader::Gone || finished.reader == Reader::Gone;
-    let (input_error, opened) = account_output(finished, &tally, input_error);
+    let (input_error, opened) = account_output(finished, &metrics, input_error);
 
     let ending = Ending {
-        tally: &tally,
+        metrics: &metrics,
         signal: stop.signalled(),
         first_failure,
         failed_batches,
@@ -119,19 +123,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         dry_run: files.dry_run,
     };
     let exit = conclude(&display, flow.on_error, concurrency, ending);
-    Ok(empty_output_after_a_clean_run(exit, opened, &files))
-}
-
-/// With --resume, an output that held more lines than the input has records: the output of
-/// another input, most likely.
-fn resume_overrun(resumed: u64, skipped: u64, files: &Files) -> Option<anyhow::Error> {
-    (skipped < resumed).then(|| {
-        anyhow!(
-            "--resume: {} held {resumed} lines, but the input has only {skipped} records; is it \
-             the output of another input?",
-            files.output.as_deref().unwrap_or(Path::new("-o")).display(),
-        )
-    })
+    Ok(output::empty_after_a_clean_run(exit, opened, &files))
 }
 
 /// Takes the writer's word for what was written (some answers may have become dead letters
@@ -139,12 +131,12 @@ fn resume_overrun(resumed: u64, skipped: u64, files: &Files) -> Option<anyhow::E
 /// file was opened.
 fn account_output(
     finished: Finished,
-    tally: &Metrics,
+    metrics: &Metrics,
     error: Option<anyhow::Error>,
 ) -> (Option<anyhow::Error>, bool) {
     let written = finished.written;
-    tally.written.set(written.results);
-    Metrics::add(&tally.unsent, written.given_up as usize);
+    metrics.written.set(written.results);
+    Metrics::add(&metrics.unsent, written.given_up as usize);
     let error = match (error, finished.error) {
         (Some(first), Some(then)) => Some(anyhow!("{first:#}; also, {then:#}")),
         (first, then) => first.or(then),
@@ -178,7 +170,7 @@ struct Watch<'a> {
     stop: &'a Stop,
     signals: Option<Signals>,
     progress: Option<Progress>,
-    tally: &'a Metrics,
+    metrics: &'a Metrics,
     give_up: GiveUp,
     timeout: Duration,
 }
@@ -191,17 +183,20 @@ impl Watch<'_> {
             stop,
             signals,
             progress,
-            tally,
+            metrics,
             give_up,
             timeout,
         } = self;
-        let (progress, tally, timeout) = (&*progress, *tally, *timeout);
+        let (progress, metrics, timeout) = (&*progress, *metrics, *timeout);
         let first_signal = || {
             // Off the screen before the message, which it would otherwise be drawn after.
             if let Some(progress) = progress {
                 progress.hide();
             }
-            say(stopping(tally.measures.requests_in_flight(), timeout));
+            say(report::stopping(
+                metrics.measures.requests_in_flight(),
+                timeout,
+            ));
         };
         let second_signal = || {
             give_up.now();
@@ -211,7 +206,7 @@ impl Watch<'_> {
             if let Some(progress) = progress.as_ref().filter(|_| draw) {
                 // Off the screen as soon as the run stops, so that no stale frame stays.
                 tokio::select! {
-                    () = progress.run(tally) => {}
+                    () = progress.run(metrics) => {}
                     _ = stop.stopped() => progress.hide(),
                 }
             }
@@ -241,37 +236,19 @@ impl Watch<'_> {
 fn skipping<'a>(
     reading: impl Stream<Item = anyhow::Result<Record>> + 'a,
     resumed: u64,
-    tally: &'a Metrics,
+    metrics: &'a Metrics,
 ) -> impl Stream<Item = anyhow::Result<Record>> + 'a {
     let mut to_skip = resumed;
     reading.filter(move |record| {
         let skip = record.is_ok() && to_skip > 0;
         if skip {
             to_skip -= 1;
-            Metrics::add(&tally.skipped, 1);
+            Metrics::add(&metrics.skipped, 1);
         } else if record.is_ok() {
-            Metrics::add(&tally.read, 1);
+            Metrics::add(&metrics.read, 1);
         }
         futures::future::ready(!skip)
     })
-}
-
-/// What to say before the run starts: where input comes from when it is the terminal, that
-/// --insecure is on, and that a dry run leaves -o alone.
-fn notes_before_the_run(input: &input::Settings, display: &Display, files: &Files) {
-    if input.paths.is_empty() && std::io::stdin().is_terminal() && !display.quiet {
-        say("reading JSON lines from the terminal; end with Ctrl-D");
-    }
-    if display.insecure {
-        say("warning: --insecure: TLS certificates are not verified");
-    }
-    // --dry-run writes the requests to stdout and leaves every file alone.
-    if let (true, Some(output)) = (files.dry_run, &files.output) {
-        say(format_args!(
-            "--dry-run: the requests go to standard output; {} is left alone",
-            output.display()
-        ));
-    }
 }
 
 /// The output, once the inputs are open: --stats checked writable, an -o to resume counted
@@ -290,37 +267,4 @@ fn open_outputs(files: &Files) -> anyhow::Result<(Output, u64, String)> {
         append: files.resume,
     };
     Ok((Output::open(&sinks)?, resumed, sinks.errors_place()))
-}
-
-/// What the first signal says: what the run now waits for, and that a second stops at once.
-fn stopping(in_flight: u64, timeout: std::time::Duration) -> String {
-    let waiting = match in_flight {
-        0 => "nothing is in flight".to_string(),
-        n => format!(
-            "waiting for the {} in flight, at most {}",
-            summary::count(n, "request", "requests"),
-            humantime::format_duration(timeout)
-        ),
-    };
-    format!(
-        "stopping: no new requests, and every record not yet answered goes to the dead \
-         letters; {waiting} (signal again to stop at once)"
-    )
-}
-
-/// A clean run that had nothing to write still leaves its output, empty, as `>` would.
-fn empty_output_after_a_clean_run(exit: Exit, opened: bool, files: &Files) -> Exit {
-    let Some(path) = files.written(&files.output) else {
-        return exit;
-    };
-    if exit != Exit::Success || opened || files.resume {
-        return exit;
-    }
-    match File::create(path) {
-        Ok(_) => exit,
-        Err(e) => {
-            say(format_args!("cannot create {}: {e}", path.display()));
-            Exit::Aborted
-        }
-    }
 }

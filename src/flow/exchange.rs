@@ -73,7 +73,7 @@ pub struct Exchanger<'a> {
     pace: Pace,
     limit: &'a Limit,
     stop: &'a Stop,
-    tally: &'a Metrics,
+    metrics: &'a Metrics,
     /// Whether a failed batch stops the run (--on-error abort).
     aborts: bool,
     /// Show each request instead of sending it.
@@ -89,7 +89,7 @@ impl<'a> Exchanger<'a> {
         codec: &'a Codec,
         limit: &'a Limit,
         stop: &'a Stop,
-        tally: &'a Metrics,
+        metrics: &'a Metrics,
     ) -> Exchanger<'a> {
         Exchanger {
             client,
@@ -98,7 +98,7 @@ impl<'a> Exchanger<'a> {
             pace: Pace::new(flow.rate),
             limit,
             stop,
-            tally,
+            metrics,
             aborts: flow.on_error == OnError::Abort,
             dry_run: flow.dry_run,
         }
@@ -126,19 +126,19 @@ impl<'a> Exchanger<'a> {
                 records,
             };
         }
-        let tally = self.tally;
-        Metrics::add(&tally.batches, 1);
-        let number = tally.batches.get();
-        tally.measures.batch(records.len(), batch.flush);
+        let metrics = self.metrics;
+        Metrics::add(&metrics.batches, 1);
+        let number = metrics.batches.get();
+        metrics.measures.batch(records.len(), batch.flush);
         tracing::debug!(
             "batch {number} ({}): {} records, sent {}",
             batch::span(&records),
             records.len(),
             batch.flush
         );
-        Metrics::add(&tally.in_flight, 1);
+        Metrics::add(&metrics.in_flight, 1);
         let parts = self.parts(number, &records).await;
-        tally.in_flight.set(tally.in_flight.get() - 1);
+        metrics.in_flight.set(metrics.in_flight.get() - 1);
         Outcome { records, parts }
     }
 
@@ -244,10 +244,10 @@ impl<'a> Exchanger<'a> {
                 return Tried::Unsent(why, attempt - 1);
             }
             if attempt > 1 {
-                Metrics::add(&self.tally.retries, 1);
+                Metrics::add(&self.metrics.retries, 1);
             }
-            Metrics::add(&self.tally.requests, 1);
-            let measures = &self.tally.measures;
+            Metrics::add(&self.metrics.requests, 1);
+            let measures = &self.metrics.measures;
             measures.attempt_started();
             let started = Instant::now();
             let sent = tokio::select! {

@@ -24,7 +24,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::exit::Exit;
 use crate::input::Record;
+use crate::report::say;
 
 pub mod route;
 
@@ -637,6 +639,35 @@ fn wait_for_room(file: &File, give_up: &AtomicBool, patience: Option<Duration>) 
         }
         if late {
             return false;
+        }
+    }
+}
+
+/// With --resume, an output that held more lines than the input has records: the output of
+/// another input, most likely.
+pub fn resume_overrun(resumed: u64, skipped: u64, files: &Files) -> Option<anyhow::Error> {
+    (skipped < resumed).then(|| {
+        anyhow!(
+            "--resume: {} held {resumed} lines, but the input has only {skipped} records; is it \
+             the output of another input?",
+            files.output.as_deref().unwrap_or(Path::new("-o")).display(),
+        )
+    })
+}
+
+/// A clean run that had nothing to write still leaves its output, empty, as `>` would.
+pub fn empty_after_a_clean_run(exit: Exit, opened: bool, files: &Files) -> Exit {
+    let Some(path) = files.written(&files.output) else {
+        return exit;
+    };
+    if exit != Exit::Success || opened || files.resume {
+        return exit;
+    }
+    match File::create(path) {
+        Ok(_) => exit,
+        Err(e) => {
+            say(format_args!("cannot create {}: {e}", path.display()));
+            Exit::Aborted
         }
     }
 }

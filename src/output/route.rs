@@ -22,7 +22,7 @@ pub struct Router<'a> {
     on_error: OnError,
     ordered: bool,
     stop: &'a Stop,
-    tally: &'a Metrics,
+    metrics: &'a Metrics,
     output: &'a Output,
     /// How each result becomes a line (--merge).
     codec: &'a Codec,
@@ -44,13 +44,13 @@ pub struct Routed {
 }
 
 impl<'a> Router<'a> {
-    /// Routes under `on_error` to `output`, counting in `tally`; `codec` makes each result a
+    /// Routes under `on_error` to `output`, counting in `metrics`; `codec` makes each result a
     /// line (--merge).
     pub fn new(
         on_error: OnError,
         ordered: bool,
         stop: &'a Stop,
-        tally: &'a Metrics,
+        metrics: &'a Metrics,
         output: &'a Output,
         codec: &'a Codec,
     ) -> Router<'a> {
@@ -58,7 +58,7 @@ impl<'a> Router<'a> {
             on_error,
             ordered,
             stop,
-            tally,
+            metrics,
             output,
             codec,
             first_failure: None,
@@ -84,7 +84,7 @@ impl<'a> Router<'a> {
     pub async fn route(&mut self, outcome: Outcome) {
         let Outcome { records, parts } = outcome;
         let bytes: u64 = records.iter().map(|r| r.bytes).sum();
-        Metrics::add(&self.tally.bytes_done, bytes as usize);
+        Metrics::add(&self.metrics.bytes_done, bytes as usize);
         let mut records = records.into_iter();
         for part in parts {
             let n = part.len();
@@ -101,7 +101,7 @@ impl<'a> Router<'a> {
                                 .collect(),
                             None => results,
                         };
-                        Metrics::add(&self.tally.written, n);
+                        Metrics::add(&self.metrics.written, n);
                         self.write(Lines::Results {
                             records,
                             results,
@@ -111,7 +111,7 @@ impl<'a> Router<'a> {
                     }
                     Some(why) => {
                         let error = format!("answered, but not written: {why}");
-                        Metrics::add(&self.tally.unsent, n);
+                        Metrics::add(&self.metrics.unsent, n);
                         self.write(dead_letters(these, &error, None, attempts))
                             .await;
                     }
@@ -132,7 +132,7 @@ impl<'a> Router<'a> {
                             }
                         });
                     }
-                    Metrics::add(&self.tally.failed, n);
+                    Metrics::add(&self.metrics.failed, n);
                     let status = failure.status().map(|s| s.as_u16());
                     let letters =
                         dead_letters(these.into_iter(), &failure.to_string(), status, attempts);
@@ -158,7 +158,7 @@ impl<'a> Router<'a> {
                     self.write(Lines::Shown(request)).await;
                 }
                 Part::Unsent { why, attempts, .. } => {
-                    Metrics::add(&self.tally.unsent, n);
+                    Metrics::add(&self.metrics.unsent, n);
                     self.leave_gap(why);
                     self.write(dead_letters(these, why.describe(attempts), None, attempts))
                         .await;

@@ -14,7 +14,7 @@ use crate::report::{Metrics, say};
 
 /// How a run ended, for the closing messages, the exit status and --stats.
 pub struct Ending<'a> {
-    pub tally: &'a Metrics,
+    pub metrics: &'a Metrics,
     pub signal: Option<Exit>,
     pub first_failure: Option<String>,
     pub failed_batches: usize,
@@ -37,7 +37,7 @@ pub fn conclude(display: &Display, on_error: OnError, concurrency: usize, ending
         signal
     } else if ending.input_error.is_some() || (aborts && ending.failed_batches > 0) {
         Exit::Aborted
-    } else if ending.tally.dead() > 0 {
+    } else if ending.metrics.dead() > 0 {
         Exit::SomeFailed
     } else {
         Exit::Success
@@ -58,7 +58,7 @@ pub fn conclude(display: &Display, on_error: OnError, concurrency: usize, ending
     if !display.quiet || exit != Exit::Success {
         let output_name = ending.output.map(|p| p.display().to_string());
         say(Summary {
-            tally: ending.tally,
+            metrics: ending.metrics,
             elapsed: ending.elapsed,
             errors: &ending.errors_place,
             reader_gone: ending.reader_gone,
@@ -67,7 +67,7 @@ pub fn conclude(display: &Display, on_error: OnError, concurrency: usize, ending
         });
     }
     if let Some(path) = ending.stats {
-        let report = Report::new(ending.tally, ending.elapsed, concurrency, exit as u8);
+        let report = Report::new(ending.metrics, ending.elapsed, concurrency, exit as u8);
         let written = File::create(path).and_then(|file| {
             serde_json::to_writer_pretty(BufWriter::new(file), &report).map_err(Into::into)
         });

@@ -14,7 +14,9 @@ pub use log::log_requests;
 pub use metrics::Metrics;
 
 use std::fmt::Write as _;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::time::Duration;
 
 /// What people see on stderr.
 pub struct Display {
@@ -29,6 +31,40 @@ pub struct Display {
 /// Writes a line on stderr; not eprintln!, which panics when stderr is closed.
 pub fn say(message: impl std::fmt::Display) {
     let _ = writeln!(progress::Stderr, "abatch: {message}");
+}
+
+/// What to say before the run starts: where input comes from when it is the terminal, that
+/// --insecure is on, and that a dry run leaves -o alone.
+pub fn before_the_run(reads_stdin_only: bool, display: &Display, dry_run_output: Option<&Path>) {
+    if reads_stdin_only && std::io::stdin().is_terminal() && !display.quiet {
+        say("reading JSON lines from the terminal; end with Ctrl-D");
+    }
+    if display.insecure {
+        say("warning: --insecure: TLS certificates are not verified");
+    }
+    // --dry-run writes the requests to stdout and leaves every file alone.
+    if let Some(output) = dry_run_output {
+        say(format_args!(
+            "--dry-run: the requests go to standard output; {} is left alone",
+            output.display()
+        ));
+    }
+}
+
+/// What the first signal says: what the run now waits for, and that a second stops at once.
+pub fn stopping(in_flight: u64, timeout: Duration) -> String {
+    let waiting = match in_flight {
+        0 => "nothing is in flight".to_string(),
+        n => format!(
+            "waiting for the {} in flight, at most {}",
+            summary::count(n, "request", "requests"),
+            humantime::format_duration(timeout)
+        ),
+    };
+    format!(
+        "stopping: no new requests, and every record not yet answered goes to the dead \
+         letters; {waiting} (signal again to stop at once)"
+    )
 }
 
 /// How much of a body a message quotes.

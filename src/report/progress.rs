@@ -112,12 +112,12 @@ impl Progress {
     }
 
     /// Redraws from the counters until dropped; never resolves by itself.
-    pub async fn run(&self, tally: &Metrics) {
+    pub async fn run(&self, metrics: &Metrics) {
         let mut ticks = tokio::time::interval(REFRESH);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             ticks.tick().await;
-            self.bar.set_position(tally.bytes_done.get());
+            self.bar.set_position(metrics.bytes_done.get());
             let mut line = String::new();
             if let Some(total) = self.total {
                 let done = self.bar.position().min(total);
@@ -128,7 +128,7 @@ impl Progress {
                     HumanDuration(self.bar.eta())
                 );
             }
-            line.push_str(&status(tally, self.bar.elapsed()));
+            line.push_str(&status(metrics, self.bar.elapsed()));
             self.bar.set_message(line);
         }
     }
@@ -141,14 +141,14 @@ impl Progress {
 
 /// "12345 done, 4100/s · 3 in flight · 2 retries · 1 failed · 3s": the most telling first,
 /// since a narrow terminal cuts the end.
-fn status(tally: &Metrics, elapsed: Duration) -> String {
-    let done = tally.written.get() + tally.dead();
+fn status(metrics: &Metrics, elapsed: Duration) -> String {
+    let done = metrics.written.get() + metrics.dead();
     let rate = done as f64 / elapsed.as_secs_f64().max(1e-3);
     format!(
         "{done} done, {rate:.0}/s · {} in flight · {} retries · {} failed · {:#}",
-        tally.in_flight.get(),
-        tally.retries.get(),
-        tally.dead(),
+        metrics.in_flight.get(),
+        metrics.retries.get(),
+        metrics.dead(),
         HumanDuration(elapsed)
     )
 }

@@ -78,19 +78,19 @@ struct Concurrency {
 }
 
 impl Report {
-    pub fn new(tally: &Metrics, elapsed: Duration, limit: usize, exit: u8) -> Report {
-        let m = &tally.measures;
-        let batches = tally.batches.get();
+    pub fn new(metrics: &Metrics, elapsed: Duration, limit: usize, exit: u8) -> Report {
+        let m = &metrics.measures;
+        let batches = metrics.batches.get();
         let latency = m.latency.borrow();
         let ms = |micros: u64| micros as f64 / 1000.0;
         let seconds = elapsed.as_secs_f64().max(1e-9);
         Report {
             records: Records {
-                read: tally.read.get(),
-                skipped: tally.skipped.get(),
-                written: tally.written.get(),
-                failed: tally.failed.get(),
-                unanswered: tally.unsent.get(),
+                read: metrics.read.get(),
+                skipped: metrics.skipped.get(),
+                written: metrics.written.get(),
+                failed: metrics.failed.get(),
+                unanswered: metrics.unsent.get(),
             },
             batches: Batches {
                 count: batches,
@@ -108,8 +108,8 @@ impl Report {
                 },
             },
             requests: Requests {
-                count: tally.requests.get(),
-                retries: tally.retries.get(),
+                count: metrics.requests.get(),
+                retries: metrics.retries.get(),
                 latency_ms: Latency {
                     p50: ms(latency.value_at_quantile(0.50)),
                     p90: ms(latency.value_at_quantile(0.90)),
@@ -125,7 +125,7 @@ impl Report {
                 max: m.most_requests_in_flight.get(),
             },
             elapsed_s: elapsed.as_secs_f64(),
-            records_per_s: tally.read.get() as f64 / seconds,
+            records_per_s: metrics.read.get() as f64 / seconds,
             exit,
         }
     }

@@ -10,7 +10,7 @@ use crate::report::Metrics;
 /// failed.jsonl);
 /// 32 batches, 3 retries, 1.2s, 833 records/s".
 pub struct Summary<'a> {
-    pub tally: &'a Metrics,
+    pub metrics: &'a Metrics,
     pub elapsed: Duration,
     /// Where the dead letters went, for the reader to find them: "in FILE" or "on stderr".
     pub errors: &'a str,
@@ -29,7 +29,7 @@ pub fn count(n: u64, one: &str, many: &str) -> String {
 
 impl fmt::Display for Summary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = self.tally;
+        let t = self.metrics;
         if let (Some(output), skipped @ 1..) = (self.resumed_from, t.skipped.get()) {
             write!(
                 f,
@@ -93,19 +93,19 @@ mod tests {
 
     #[test]
     fn says_where_every_record_went() {
-        let tally = Metrics::default();
+        let metrics = Metrics::default();
         for (counter, n) in [
-            (&tally.read, 1000),
-            (&tally.written, 960),
-            (&tally.failed, 32),
-            (&tally.unsent, 8),
-            (&tally.batches, 32),
-            (&tally.retries, 1),
+            (&metrics.read, 1000),
+            (&metrics.written, 960),
+            (&metrics.failed, 32),
+            (&metrics.unsent, 8),
+            (&metrics.batches, 32),
+            (&metrics.retries, 1),
         ] {
             counter.set(n);
         }
         let summary = Summary {
-            tally: &tally,
+            metrics: &metrics,
             elapsed: Duration::from_millis(2500),
             errors: "in failed.jsonl",
             reader_gone: false,
