@@ -21,7 +21,7 @@ use crate::report::progress::{self, Progress};
 use crate::report::{self, Ending, Metrics, conclude, say};
 use crate::stop::{Signals, Stop};
 
-/// Finished batches that may wait behind a slow one, per connection slot, with --ordered.
+/// Finished batches that may wait behind a slow one, per batch outstanding, with --ordered.
 const WAITING_PER_SLOT: usize = 4;
 
 pub fn run(config: Config) -> anyhow::Result<Exit> {

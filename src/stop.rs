@@ -5,7 +5,7 @@
 //!   (backoff, Retry-After, --rate) at once. Attempts already in flight run to their end.
 //!   Every record read but not answered goes to the dead letters.
 //! - Once an abort is reported (unless what failed was never sent: an invalid line, a record
-//!   the request shape cannot hold), or on a second signal: give up on the attempts in flight
+//!   the codec cannot hold), or on a second signal: give up on the attempts in flight
 //!   too. A second signal also stops waiting for a reader of the output that does not read.
 //! - Further signals change nothing: the run is already ending as fast as it can.
 

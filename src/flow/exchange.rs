@@ -142,7 +142,7 @@ impl<'a> Exchanger<'a> {
         Outcome { records, parts }
     }
 
-    /// The parts for `records`. A record the shape cannot send fails alone, at once; the runs
+    /// The parts for `records`. A record the codec cannot send fails alone, at once; the runs
     /// of records between such records go as requests of their own.
     async fn parts(&self, number: u64, records: &[Record]) -> Vec<Part> {
         let Some(inputs) = self.codec.inputs(records.iter().map(|r| &*r.json)) else {

@@ -1,7 +1,6 @@
-//! Opens every input (files, or stdin) before anything is sent or written, then reads them in
-//! turn on a thread of its own and turns each non-blank line into a record that remembers the
-//! file and line it came from. A line that is not one JSON value becomes an invalid record that
-//! carries its raw text, so that it fails alone under the error policy.
+//! Input: the sources (opened before anything is sent or written, see `source.rs`), read in
+//! turn on a thread of its own, each line turned into a record that remembers the file and
+//! line it came from (see `lines.rs`).
 //!
 //! A thread of its own, because a blocking read of an idle stdin must never hold up the
 //! requests in flight, nor keep the program from exiting. Records cross to the pipe in chunks of

@@ -916,8 +916,8 @@ mod tests {
             "[1.0e+300,{\"a\" : -0.0},12345678901234567890123,\"\\u00e9\"]"
         );
     }
-    /// The shape these flags describe.
-    fn shape(flags: &[&str]) -> Codec {
+    /// The codec these flags describe.
+    fn codec(flags: &[&str]) -> Codec {
         let args = ["abatch", "-u", "http://host/"].iter().chain(flags);
         let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(args).unwrap();
         crate::config::Config::new(cli).unwrap().codec
@@ -936,7 +936,7 @@ mod tests {
 
     #[test]
     fn the_default_codec_takes_the_plain_path_and_the_flags_leave_it() {
-        assert!(matches!(shape(&[]).way, Way::Plain));
+        assert!(matches!(codec(&[]).way, Way::Plain));
         for flags in [
             &["--input", "/text"][..],
             &["--results", "/r"],
@@ -944,15 +944,15 @@ mod tests {
             &["--template", r#"{"x": $batch}"#],
             &["--api", "tfserving"],
         ] {
-            assert!(matches!(shape(flags).way, Way::Batch { .. }), "{flags:?}");
+            assert!(matches!(codec(flags).way, Way::Batch { .. }), "{flags:?}");
         }
-        assert!(shape(&["--single"]).single());
-        assert!(matches!(shape(&["--api", "v2"]).way, Way::Tensor { .. }));
+        assert!(codec(&["--single"]).single());
+        assert!(matches!(codec(&["--api", "v2"]).way, Way::Tensor { .. }));
     }
 
     #[test]
     fn results_must_be_an_array_of_the_right_length() {
-        let plain = shape(&[]);
+        let plain = codec(&[]);
         assert_eq!(plain.results(b"[1, {\"b\": 2}]", 2).unwrap().len(), 2);
         let wrong = plain.results(b"[1]", 2).unwrap_err();
         assert_eq!(wrong, "expected 2 results (one per record), got 1");
@@ -968,7 +968,7 @@ mod tests {
     }
     #[test]
     fn a_lone_array_in_an_answer_of_the_wrong_shape_is_suggested() {
-        let tfserving = shape(&["--api", "tfserving"]);
+        let tfserving = codec(&["--api", "tfserving"]);
         let nested = br#"{"id": "x", "output": {"scores": [1, 2], "model": "m"}}"#;
         assert_eq!(
             tfserving.results(nested, 2).unwrap_err(),
@@ -978,7 +978,7 @@ mod tests {
                 String::from_utf8_lossy(nested)
             )
         );
-        let two = shape(&[])
+        let two = codec(&[])
             .results(br#"{"a": [1], "b": [2]}"#, 1)
             .unwrap_err();
         assert!(
@@ -987,9 +987,9 @@ mod tests {
             ),
             "{two}"
         );
-        let slash = shape(&[]).results(br#"{"a/b": [1]}"#, 1).unwrap_err();
+        let slash = codec(&[]).results(br#"{"a/b": [1]}"#, 1).unwrap_err();
         assert!(slash.contains("try --results /a~1b;"), "{slash}");
-        let named = shape(&["--results", "/data"]);
+        let named = codec(&["--results", "/data"]);
         let scalar = named.results(br#"{"data": "busy"}"#, 1).unwrap_err();
         assert!(
             scalar.starts_with("/data in the answer is a string, not an array (--results); body: "),
@@ -1000,7 +1000,7 @@ mod tests {
             bare.contains("; the answer itself is an array of 1: try --results ''; "),
             "{bare}"
         );
-        let text = shape(&[]).results(br#""busy""#, 1).unwrap_err();
+        let text = codec(&[]).results(br#""busy""#, 1).unwrap_err();
         assert_eq!(
             text,
             "expected a JSON array of results, but the answer is a string; body: \"busy\""

@@ -1,6 +1,6 @@
 //! The wire format: how records become a request body and an answer becomes one result per
 //! record, chosen once from the --api preset and the shaping flags. A new way of talking is a
-//! new codec; a new preset is a row of the table in presets.rs.
+//! new `Way` in codec.rs; a new preset is a row of the table in presets.rs.
 
 mod codec;
 pub mod json;
