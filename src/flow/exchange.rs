@@ -4,7 +4,7 @@
 //! answered or not, so that none is lost. Once the run is stopping no attempt starts and no
 //! wait goes on; once attempts in flight are given up, they end at once.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -215,6 +215,65 @@ impl<'a> Exchanger<'a> {
         failed(failure, attempts)
     }
 
+    /// Attempt number `attempt` at sending `body` (for `records`): a slot of the limit, the
+    /// request rate, the exchange, the answer read by the codec; how it ended and how long it
+    /// took. Or, when the run stops first, why and how many attempts were made.
+    async fn attempt(
+        &self,
+        records: &[Record],
+        body: &Bytes,
+        attempt: u32,
+    ) -> Result<(Result<Answer, Failure>, Duration), (Unsent, u32)> {
+        if let Some(why) = self.stop.no_new_attempts() {
+            return Err((why, attempt - 1));
+        }
+        let slot = tokio::select! {
+            biased;
+            why = self.stop.stopped() => return Err((why, attempt - 1)),
+            slot = self.limit.acquire() => slot,
+        };
+        self.pace
+            .wait(self.stop)
+            .await
+            .map_err(|why| (why, attempt - 1))?;
+        if attempt > 1 {
+            Metrics::add(&self.metrics.retries, 1);
+        }
+        Metrics::add(&self.metrics.requests, 1);
+        let measures = &self.metrics.measures;
+        measures.attempt_started();
+        let started = Instant::now();
+        let sent = tokio::select! {
+            biased;
+            why = self.stop.in_flight_cancelled() => {
+                let took = started.elapsed();
+                measures.attempt_given_up(took);
+                drop(slot);
+                self.limit.attempt_ended(took, records.len(), Ended::GivenUp);
+                return Err((why, attempt));
+            }
+            sent = self.client.send(body.clone()) => sent,
+        };
+        // An answer the codec cannot read fails the attempt like any other.
+        let sent = sent.and_then(|reply| {
+            let status = reply.status;
+            match self.codec.results(&reply.body, records.len()) {
+                Ok(results) => Ok(Answer { status, results }),
+                Err(problem) => Err(Failure::Response { status, problem }),
+            }
+        });
+        // Reading the answer is part of the attempt.
+        let took = started.elapsed();
+        let status = match &sent {
+            Ok(answer) => Ok(answer.status),
+            Err(failure) => failure.status_or_kind(),
+        };
+        measures.attempt_finished(took, status);
+        drop(slot);
+        self.limit.attempt_ended(took, records.len(), ended(&sent));
+        Ok((sent, took))
+    }
+
     /// Records that failed for good; under `--on-error abort`, nothing new starts after them
     /// (not even the other half of a split batch).
     fn failed(&self, records: usize, failure: Failure, attempts: u32) -> Part {
@@ -232,52 +291,10 @@ impl<'a> Exchanger<'a> {
     async fn attempts(&self, number: u64, records: &[Record], body: Bytes) -> Tried {
         let mut attempt = 1;
         loop {
-            if let Some(why) = self.stop.no_new_attempts() {
-                return Tried::Unsent(why, attempt - 1);
-            }
-            let slot = tokio::select! {
-                biased;
-                why = self.stop.stopped() => return Tried::Unsent(why, attempt - 1),
-                slot = self.limit.acquire() => slot,
+            let (sent, took) = match self.attempt(records, &body, attempt).await {
+                Ok(ended) => ended,
+                Err((why, made)) => return Tried::Unsent(why, made),
             };
-            if let Err(why) = self.pace.wait(self.stop).await {
-                return Tried::Unsent(why, attempt - 1);
-            }
-            if attempt > 1 {
-                Metrics::add(&self.metrics.retries, 1);
-            }
-            Metrics::add(&self.metrics.requests, 1);
-            let measures = &self.metrics.measures;
-            measures.attempt_started();
-            let started = Instant::now();
-            let sent = tokio::select! {
-                biased;
-                why = self.stop.in_flight_cancelled() => {
-                    let took = started.elapsed();
-                    measures.attempt_given_up(took);
-                    drop(slot);
-                    self.limit.attempt_ended(took, records.len(), Ended::GivenUp);
-                    return Tried::Unsent(why, attempt);
-                }
-                sent = self.client.send(body.clone()) => sent,
-            };
-            // An answer the codec cannot read fails the attempt like any other.
-            let sent = sent.and_then(|reply| {
-                let status = reply.status;
-                match self.codec.results(&reply.body, records.len()) {
-                    Ok(results) => Ok(Answer { status, results }),
-                    Err(problem) => Err(Failure::Response { status, problem }),
-                }
-            });
-            // Reading the answer is part of the attempt.
-            let took = started.elapsed();
-            let status = match &sent {
-                Ok(answer) => Ok(answer.status),
-                Err(failure) => failure.status_or_kind(),
-            };
-            measures.attempt_finished(took, status);
-            drop(slot);
-            self.limit.attempt_ended(took, records.len(), ended(&sent));
             let span = || batch::span(records);
             let ms = took.as_secs_f64() * 1000.0;
             let failure = match sent {

@@ -10,7 +10,7 @@ use crate::cli::OnError;
 use crate::flow::exchange::{Outcome, Part};
 use crate::http::Failure;
 use crate::input::Record;
-use crate::output::{DeadLetter, Lines, Output, Reader};
+use crate::output::{DeadLetter, Lines, Output, Reader, Results};
 use crate::report::Metrics;
 use crate::stop::{Stop, Unsent};
 use crate::wire::Codec;
@@ -88,83 +88,86 @@ impl<'a> Router<'a> {
         let mut records = records.into_iter();
         for part in parts {
             let n = part.len();
-            let these = records.by_ref().take(n);
+            let these: Vec<Record> = records.by_ref().take(n).collect();
             match part {
-                Part::Answered { results, attempts } => match self.gap {
-                    None => {
-                        let records: Vec<Record> = these.collect();
-                        let results = match &self.codec.merge {
-                            Some(_) => records
-                                .iter()
-                                .zip(results)
-                                .map(|(record, result)| self.codec.line(&record.json, result))
-                                .collect(),
-                            None => results,
-                        };
-                        Metrics::add(&self.metrics.written, n);
-                        self.write(Lines::Results {
-                            records,
-                            results,
-                            attempts,
-                        })
-                        .await;
-                    }
-                    Some(why) => {
-                        let error = format!("answered, but not written: {why}");
-                        Metrics::add(&self.metrics.unsent, n);
-                        self.write(dead_letters(these, &error, None, attempts))
-                            .await;
-                    }
-                },
+                Part::Answered { results, attempts } => {
+                    self.answered(these, results, attempts).await;
+                }
                 Part::Failed {
                     failure, attempts, ..
-                } => {
-                    let these: Vec<Record> = these.collect();
-                    self.failed_batches += 1;
-                    if self.first_failure.is_none() {
-                        self.first_failure = Some(match &failure {
-                            // An input line: where it is says it all.
-                            Failure::Line(problem) => format!("{}: {problem}", these[0].at),
-                            _ => {
-                                let span = batch::span(&these);
-                                let records = if n == 1 { "record" } else { "records" };
-                                format!("batch of {n} {records}, {span}: {failure}")
-                            }
-                        });
-                    }
-                    Metrics::add(&self.metrics.failed, n);
-                    let status = failure.status().map(|s| s.as_u16());
-                    let letters =
-                        dead_letters(these.into_iter(), &failure.to_string(), status, attempts);
-                    match self.on_error {
-                        OnError::Abort => {
-                            self.stop.abort();
-                            // Nothing was sent for a record that could not be: what is in
-                            // flight came before it, and may finish.
-                            if !matches!(failure, Failure::Line(_) | Failure::Record(_)) {
-                                self.stop.cancel_in_flight();
-                            }
-                            self.leave_gap(Unsent::Aborted);
-                        }
-                        OnError::Skip => {}
-                        // With --ordered, no line may stand after a record that has none.
-                        OnError::Null if self.gap.is_some() => {}
-                        OnError::Null => self.write(Lines::Nulls(n)).await,
-                    }
-                    self.write(letters).await;
-                }
-                Part::Shown { request, .. } => {
-                    these.for_each(drop);
-                    self.write(Lines::Shown(request)).await;
-                }
+                } => self.failed(these, failure, attempts).await,
+                Part::Shown { request, .. } => self.write(Lines::Shown(request)).await,
                 Part::Unsent { why, attempts, .. } => {
                     Metrics::add(&self.metrics.unsent, n);
                     self.leave_gap(why);
-                    self.write(dead_letters(these, why.describe(attempts), None, attempts))
-                        .await;
+                    let letters = dead_letters(these, why.describe(attempts), None, attempts);
+                    self.write(letters).await;
                 }
             }
         }
+    }
+
+    /// Results for `records`: written, unless a gap (with --ordered) keeps them out.
+    async fn answered(&mut self, records: Vec<Record>, results: Results, attempts: u32) {
+        let n = records.len();
+        if let Some(why) = self.gap {
+            let error = format!("answered, but not written: {why}");
+            Metrics::add(&self.metrics.unsent, n);
+            self.write(dead_letters(records, &error, None, attempts))
+                .await;
+            return;
+        }
+        let results = match &self.codec.merge {
+            Some(_) => records
+                .iter()
+                .zip(results)
+                .map(|(record, result)| self.codec.line(&record.json, result))
+                .collect(),
+            None => results,
+        };
+        Metrics::add(&self.metrics.written, n);
+        self.write(Lines::Results {
+            records,
+            results,
+            attempts,
+        })
+        .await;
+    }
+
+    /// `records` failed for good: dead letters, and what the error policy says.
+    async fn failed(&mut self, records: Vec<Record>, failure: Failure, attempts: u32) {
+        let n = records.len();
+        self.failed_batches += 1;
+        if self.first_failure.is_none() {
+            self.first_failure = Some(match &failure {
+                // An input line: where it is says it all.
+                Failure::Line(problem) => format!("{}: {problem}", records[0].at),
+                _ => {
+                    let span = batch::span(&records);
+                    let noun = if n == 1 { "record" } else { "records" };
+                    format!("batch of {n} {noun}, {span}: {failure}")
+                }
+            });
+        }
+        Metrics::add(&self.metrics.failed, n);
+        let status = failure.status().map(|s| s.as_u16());
+        let letters = dead_letters(records, &failure.to_string(), status, attempts);
+        match self.on_error {
+            OnError::Abort => {
+                self.stop.abort();
+                // Nothing was sent for a record that could not be: what is in flight came
+                // before it, and may finish.
+                if !matches!(failure, Failure::Line(_) | Failure::Record(_)) {
+                    self.stop.cancel_in_flight();
+                }
+                self.leave_gap(Unsent::Aborted);
+            }
+            OnError::Skip => {}
+            // With --ordered, no line may stand after a record that has none.
+            OnError::Null if self.gap.is_some() => {}
+            OnError::Null => self.write(Lines::Nulls(n)).await,
+        }
+        self.write(letters).await;
     }
 
     /// With --ordered, nothing after records that have no line may be written.
@@ -191,15 +194,11 @@ impl<'a> Router<'a> {
     }
 }
 
-fn dead_letters(
-    records: impl Iterator<Item = Record>,
-    error: &str,
-    status: Option<u16>,
-    attempts: u32,
-) -> Lines {
+fn dead_letters(records: Vec<Record>, error: &str, status: Option<u16>, attempts: u32) -> Lines {
     let error: Arc<str> = Arc::from(error);
     Lines::DeadLetters(
         records
+            .into_iter()
             .map(|record| DeadLetter {
                 record,
                 error: error.clone(),
