@@ -198,9 +198,8 @@ fn parse(line: &[u8], first: bool) -> Result<Box<RawValue>, String> {
 mod tests {
     use super::*;
 
-    /// What reading `bytes` as a file gives: (line, text) for each record, and "file:line:
-    /// problem" for an invalid one or an error.
-    fn read_bytes(bytes: &[u8], max_line: usize) -> Vec<Result<(u64, String), String>> {
+    /// The records (or the error) reading `bytes` as a file gives.
+    fn records_of(bytes: &[u8], max_line: usize) -> Vec<anyhow::Result<Record>> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.jsonl");
         std::fs::write(&path, bytes).unwrap();
@@ -216,9 +215,14 @@ mod tests {
             pending.push(Err(e), 0);
         }
         pending.hand_over();
-        chunks
+        chunks.into_iter().flatten().collect()
+    }
+
+    /// What reading `bytes` as a file gives: (line, text) for each record, and "file:line:
+    /// problem" for an invalid one or an error.
+    fn read_bytes(bytes: &[u8], max_line: usize) -> Vec<Result<(u64, String), String>> {
+        records_of(bytes, max_line)
             .into_iter()
-            .flatten()
             .map(|r| match r {
                 Ok(rec) => match rec.invalid {
                     None => Ok((rec.at.line, rec.json.get().to_owned())),
@@ -253,21 +257,8 @@ mod tests {
     #[test]
     fn records_count_every_byte_for_the_progress_display() {
         let text = "\u{feff}1\r\n\n  \n2\n";
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("in.jsonl");
-        std::fs::write(&path, text).unwrap();
-        let mut chunks = Vec::new();
-        let mut send = |chunk| {
-            chunks.push(chunk);
-            true
-        };
-        let mut pending = Pending::new(&mut send);
-        let source = super::super::open(&[path]).unwrap().list.pop().unwrap();
-        read_one(source, 100, &CancellationToken::new(), &mut pending).unwrap();
-        pending.hand_over();
-        let bytes: Vec<u64> = chunks
+        let bytes: Vec<u64> = records_of(text.as_bytes(), 100)
             .into_iter()
-            .flatten()
             .map(|r| r.unwrap().bytes)
             .collect();
         assert_eq!(bytes, [6, 6]);
