@@ -16,7 +16,7 @@ use crate::http::Client;
 use crate::input::{self, Record};
 use crate::order;
 use crate::output::route::{Routed, Router};
-use crate::output::{self, Files, Finished, GiveUp, Output, Reader, Sinks};
+use crate::output::{self, Finished, GiveUp, Output, Reader};
 use crate::report::progress::{self, Progress};
 use crate::report::{self, Ending, Metrics, conclude, say};
 use crate::stop::{Signals, Stop};
@@ -55,7 +55,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
     let dry_run_output = files.output.as_deref().filter(|_| files.dry_run);
     report::before_the_run(input.paths.is_empty(), &display, dry_run_output);
     let client = Client::new(&http)?;
-    let (output, resumed, errors_place) = open_outputs(&files)?;
+    let (output, resumed) = Output::open(&files)?;
 
     let stop = Stop::default();
     let metrics = Metrics::default();
@@ -117,7 +117,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         input_error,
         reader_gone,
         elapsed: started.elapsed(),
-        errors_place,
+        errors_place: files.errors_place(),
         output: files.output.as_deref(),
         stats: files.written(&files.stats),
         dry_run: files.dry_run,
@@ -249,22 +249,4 @@ fn skipping<'a>(
         }
         futures::future::ready(!skip)
     })
-}
-
-/// The output, once the inputs are open: --stats checked writable, an -o to resume counted
-/// (how many lines it holds), the dead-letter file emptied; and where dead letters go.
-fn open_outputs(files: &Files) -> anyhow::Result<(Output, u64, String)> {
-    if let Some(stats) = files.written(&files.stats) {
-        output::writable(stats).map_err(|e| anyhow!("cannot create {}: {e}", stats.display()))?;
-    }
-    let resumed = match (files.written(&files.output), files.resume) {
-        (Some(output), true) => output::complete_lines(output)?,
-        _ => 0,
-    };
-    let sinks = Sinks {
-        output: files.written(&files.output),
-        errors: files.written(&files.errors),
-        append: files.resume,
-    };
-    Ok((Output::open(&sinks)?, resumed, sinks.errors_place()))
 }

@@ -136,9 +136,9 @@ impl<'a> Exchanger<'a> {
             records.len(),
             batch.flush
         );
-        Metrics::add(&metrics.in_flight, 1);
+        let in_flight = Metrics::count(&metrics.in_flight);
         let parts = self.parts(number, &records).await;
-        metrics.in_flight.set(metrics.in_flight.get() - 1);
+        drop(in_flight);
         Outcome { records, parts }
     }
 
@@ -241,13 +241,14 @@ impl<'a> Exchanger<'a> {
         }
         Metrics::add(&self.metrics.requests, 1);
         let measures = &self.metrics.measures;
-        measures.attempt_started();
+        let sent_now = measures.attempt_started();
         let started = Instant::now();
         let sent = tokio::select! {
             biased;
             why = self.stop.in_flight_cancelled() => {
                 let took = started.elapsed();
                 measures.attempt_given_up(took);
+                drop(sent_now);
                 drop(slot);
                 self.limit.attempt_ended(took, records.len(), Ended::GivenUp);
                 return Err((why, attempt));
@@ -269,6 +270,7 @@ impl<'a> Exchanger<'a> {
             Err(failure) => failure.status_or_kind(),
         };
         measures.attempt_finished(took, status);
+        drop(sent_now);
         drop(slot);
         self.limit.attempt_ended(took, records.len(), ended(&sent));
         Ok((sent, took))

@@ -200,36 +200,47 @@ pub struct Files {
 }
 
 impl Files {
+    /// Where dead letters go, for messages: "in FILE" or "on stderr".
+    pub fn errors_place(&self) -> String {
+        self.written(&self.errors).map_or_else(
+            || "on stderr".to_string(),
+            |p| format!("in {}", p.display()),
+        )
+    }
+
     /// A file the run writes: none in a dry run, which leaves every file alone.
     pub fn written<'a>(&self, path: &'a Option<PathBuf>) -> Option<&'a std::path::Path> {
         path.as_deref().filter(|_| !self.dry_run)
     }
 }
 
-/// Where results and dead letters go.
-pub struct Sinks<'a> {
+/// Where results and dead letters go, as the writer opens them.
+struct Sinks<'a> {
     /// Results: stdout when None.
-    pub output: Option<&'a Path>,
+    output: Option<&'a Path>,
     /// Dead letters: stderr when None.
-    pub errors: Option<&'a Path>,
+    errors: Option<&'a Path>,
     /// Append to both files instead of creating them anew.
-    pub append: bool,
-}
-
-impl Sinks<'_> {
-    /// Where dead letters go, for messages: "in FILE" or "on stderr".
-    pub fn errors_place(&self) -> String {
-        self.errors.map_or_else(
-            || "on stderr".to_string(),
-            |p| format!("in {}", p.display()),
-        )
-    }
+    append: bool,
 }
 
 impl Output {
-    /// Opens the dead-letter file now (emptied, or opened for appending), and checks that the
-    /// output file could be written, without touching it yet.
-    pub fn open(sinks: &Sinks) -> anyhow::Result<Output> {
+    /// The output of `files`, once the inputs are open: --stats checked writable, an -o to
+    /// resume counted (how many lines it holds, returned too), the dead-letter file emptied
+    /// (or opened for appending), and -o checked writable without touching it yet.
+    pub fn open(files: &Files) -> anyhow::Result<(Output, u64)> {
+        if let Some(stats) = files.written(&files.stats) {
+            writable(stats).map_err(|e| anyhow!("cannot create {}: {e}", stats.display()))?;
+        }
+        let resumed = match (files.written(&files.output), files.resume) {
+            (Some(output), true) => complete_lines(output)?,
+            _ => 0,
+        };
+        let sinks = Sinks {
+            output: files.written(&files.output),
+            errors: files.written(&files.errors),
+            append: files.resume,
+        };
         if let Some(path) = sinks.output {
             // Probed without truncating; a FIFO is not opened, which its reader would see.
             writable(path).map_err(|e| anyhow!("cannot create {}: {e}", path.display()))?;
@@ -282,7 +293,7 @@ impl Output {
                 let _ = report.send(writer.run(queue));
             })
             .map_err(|e| anyhow!("cannot start the output writer: {e}"))?;
-        Ok(Output {
+        let output = Output {
             lines,
             failing,
             done,
@@ -291,7 +302,8 @@ impl Output {
             errors_name: sinks
                 .errors
                 .map_or_else(|| "standard error".to_string(), |p| p.display().to_string()),
-        })
+        };
+        Ok((output, resumed))
     }
 
     /// Queues lines for writing; waits while the writer is behind.

@@ -34,7 +34,23 @@ pub struct Metrics {
     pub measures: Measures,
 }
 
+/// One counted in a counter while it lives: a future dropped half way (when the reader of
+/// the output leaves) still gives its count back.
+pub struct Counted<'a>(&'a Cell<u64>);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
 impl Metrics {
+    /// Adds one to `counter` until the guard returned is dropped.
+    pub fn count(counter: &Cell<u64>) -> Counted<'_> {
+        counter.set(counter.get() + 1);
+        Counted(counter)
+    }
+
     /// Adds `n` to one of the counters.
     pub fn add(counter: &Cell<u64>, n: usize) {
         counter.set(counter.get() + n as u64);
@@ -95,11 +111,16 @@ impl Measures {
         flush.set(flush.get() + 1);
     }
 
-    pub fn attempt_started(&self) {
-        let now = self.requests_in_flight.get() + 1;
-        self.requests_in_flight.set(now);
-        self.most_requests_in_flight
-            .set(self.most_requests_in_flight.get().max(now));
+    /// An attempt sent: counted in flight until the guard returned is dropped, however the
+    /// attempt ends.
+    pub fn attempt_started(&self) -> Counted<'_> {
+        let counted = Metrics::count(&self.requests_in_flight);
+        self.most_requests_in_flight.set(
+            self.most_requests_in_flight
+                .get()
+                .max(self.requests_in_flight.get()),
+        );
+        counted
     }
 
     /// Attempts sent and not yet answered.
@@ -109,16 +130,12 @@ impl Measures {
 
     /// An attempt given up before its answer came.
     pub fn attempt_given_up(&self, took: Duration) {
-        self.requests_in_flight
-            .set(self.requests_in_flight.get().saturating_sub(1));
         self.busy.set(self.busy.get() + took);
     }
 
     /// An attempt that ended after `took`: with an HTTP status, or, when no answer came, a
     /// kind of error ("timeout", "connect", ...).
     pub fn attempt_finished(&self, took: Duration, ended: Result<StatusCode, &'static str>) {
-        self.requests_in_flight
-            .set(self.requests_in_flight.get().saturating_sub(1));
         self.busy.set(self.busy.get() + took);
         let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
         self.latency.borrow_mut().saturating_record(micros.max(1));
