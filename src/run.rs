@@ -93,7 +93,9 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         give_up: output.give_up(),
         timeout: http.timeout,
     };
-    let mut input_error = watch.around(route_all(completed, &mut router), true).await;
+    let mut input_error = watch
+        .around(route_all(completed, &mut router), Phase::Routing)
+        .await;
     let Routed {
         first_failure,
         failed_batches,
@@ -105,7 +107,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
     }
     // finish() first: it tells a closed pipe from a failed write. Signals still count while
     // it waits: a second one gives up on an output nobody reads.
-    let finished = watch.around(output.finish(), false).await;
+    let finished = watch.around(output.finish(), Phase::Draining).await;
     let reader_gone = reader == Reader::Gone || finished.reader == Reader::Gone;
     let (input_error, opened) = account_output(finished, &metrics, input_error);
 
@@ -164,6 +166,15 @@ async fn route_all(
     input_error
 }
 
+/// What the run is doing while it is watched.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Sending and routing outcomes: the progress display is drawn.
+    Routing,
+    /// Every outcome is routed; the output is being written.
+    Draining,
+}
+
 /// What the run does beside its work: the progress display, and what each signal says and
 /// does (see [`Stop`]).
 struct Watch<'a> {
@@ -176,9 +187,9 @@ struct Watch<'a> {
 }
 
 impl Watch<'_> {
-    /// Does `work`, acting on signals the while (and drawing the progress display, if
-    /// `draw`); returns what `work` gives.
-    async fn around<T>(&mut self, work: impl Future<Output = T>, draw: bool) -> T {
+    /// Does `work`, acting on signals the while (and drawing the progress display while
+    /// routing); returns what `work` gives.
+    async fn around<T>(&mut self, work: impl Future<Output = T>, phase: Phase) -> T {
         let Watch {
             stop,
             signals,
@@ -196,6 +207,7 @@ impl Watch<'_> {
             say(report::stopping(
                 metrics.measures.requests_in_flight(),
                 timeout,
+                phase == Phase::Draining,
             ));
         };
         let second_signal = || {
@@ -203,7 +215,7 @@ impl Watch<'_> {
             say("stopping at once: records in flight go to the dead letters, unanswered");
         };
         let show_progress = async {
-            if let Some(progress) = progress.as_ref().filter(|_| draw) {
+            if let Some(progress) = progress.as_ref().filter(|_| phase == Phase::Routing) {
                 // Off the screen as soon as the run stops, so that no stale frame stays.
                 tokio::select! {
                     () = progress.run(metrics) => {}

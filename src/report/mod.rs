@@ -51,9 +51,11 @@ pub fn before_the_run(reads_stdin_only: bool, display: &Display, dry_run_output:
     }
 }
 
-/// What the first signal says: what the run now waits for, and that a second stops at once.
-pub fn stopping(in_flight: u64, timeout: Duration) -> String {
+/// What the first signal says: what the run now waits for (the requests in flight, or, when
+/// every answer is in, the output to be written), and that a second stops at once.
+pub fn stopping(in_flight: u64, timeout: Duration, draining: bool) -> String {
     let waiting = match in_flight {
+        0 if draining => "waiting for the output to be written".to_string(),
         0 => "nothing is in flight".to_string(),
         n => format!(
             "waiting for the {} in flight, at most {}",

@@ -352,7 +352,7 @@ fn a_second_signal_exits_promptly_even_when_nobody_reads_the_output() {
     let dir = tempfile::tempdir().unwrap();
     let errors = dir.path().join("errors.jsonl");
     let errors_arg = errors.to_string_lossy();
-    let (took, stdout, summary) =
+    let (took, stdout, _, summary) =
         stopped_with_nobody_reading(&["-b", "100", "--errors", &errors_arg], 100_000);
     assert!(took < Duration::from_secs(2), "took {took:?}");
     assert!(stdout.ends_with('\n'), "whole lines only");
@@ -619,9 +619,9 @@ fn wait_until_requests_stop(server: &MockServer) {
 }
 
 /// Runs abatch over `n` records with `args`, never reading its stdout; once it is held up,
-/// signals twice and returns how long the exit took after the second signal, its stdout and
-/// the summary line.
-fn stopped_with_nobody_reading(args: &[&str], n: usize) -> (Duration, String, String) {
+/// signals twice and returns how long the exit took after the second signal, its stdout, what
+/// the first signal said, and the summary line.
+fn stopped_with_nobody_reading(args: &[&str], n: usize) -> (Duration, String, String, String) {
     let server = quick_server();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
@@ -643,7 +643,7 @@ fn stopped_with_nobody_reading(args: &[&str], n: usize) -> (Duration, String, St
         wait_until_requests_stop(&server);
     }
     signal(&child, libc::SIGINT);
-    wait_for_line(&lines, "stopping: no new requests");
+    let said = wait_for_line(&lines, "stopping: no new requests");
     signal(&child, libc::SIGINT);
     let signalled = std::time::Instant::now();
     assert_eq!(exit_of(&mut child).code(), Some(130));
@@ -651,14 +651,23 @@ fn stopped_with_nobody_reading(args: &[&str], n: usize) -> (Duration, String, St
     let mut stdout = String::new();
     std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout).unwrap();
     let summary = lines.iter().last().unwrap();
-    (took, stdout, summary)
+    (
+        took,
+        stdout,
+        said.last().cloned().unwrap_or_default(),
+        summary,
+    )
 }
 
 #[test]
 fn signals_still_count_while_abatch_waits_for_its_output_to_drain() {
     // All 3000 answers are in: the run only waits for the writer, which waits for a reader.
-    let (took, stdout, summary) =
+    let (took, stdout, said, summary) =
         stopped_with_nobody_reading(&["-b", "100", "--errors", "/dev/null"], 3000);
+    assert!(
+        said.contains("waiting for the output to be written"),
+        "{said}"
+    );
     assert!(took < Duration::from_secs(3), "took {took:?}");
     assert!(stdout.ends_with('\n'));
     let written = stdout.lines().count();
@@ -673,7 +682,7 @@ fn signals_still_count_while_abatch_waits_for_its_output_to_drain() {
 
 #[test]
 fn a_dry_run_nobody_reads_stops_too() {
-    let (took, _, summary) = stopped_with_nobody_reading(
+    let (took, _, _, summary) = stopped_with_nobody_reading(
         &["--dry-run", "-b", "1", "-vv", "--errors", "/dev/null"],
         3000,
     );
