@@ -7,6 +7,12 @@ use serde_json::value::RawValue;
 /// with `{"echo": <input>}` (or the input itself where the API wants a string), placed where
 /// that API puts its results; the OpenAI shapes list their results in reverse order, as
 /// servers may, with an `index` on each.
+///
+/// The OpenAI shapes also count tokens as `"usage"`, and Ollama as `"prompt_eval_count"`, by a
+/// rule a test can repeat: the prompt is a token per 4 bytes of the request body, rounded up
+/// (`body.len().div_ceil(4)`), and each choice a completion or chat answers is one token.
+/// Embeddings have no completion tokens, so their usage is only `prompt_tokens` and
+/// `total_tokens`, as OpenAI's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Api {
     /// A bare array of records, answered by a bare array of results.
@@ -82,6 +88,14 @@ impl Api {
     }
 
     pub(crate) fn answer(self, inputs: &[&RawValue], body: &[u8]) -> String {
+        let prompt = body.len().div_ceil(4);
+        let usage = |completion: Option<usize>| match completion {
+            Some(completion) => format!(
+                "\"usage\":{{\"prompt_tokens\":{prompt},\"completion_tokens\":{completion},\"total_tokens\":{}}}",
+                prompt + completion
+            ),
+            None => format!("\"usage\":{{\"prompt_tokens\":{prompt},\"total_tokens\":{prompt}}}"),
+        };
         let echo = |input: &RawValue| format!("{{\"echo\":{}}}", input.get());
         let join = |items: Vec<String>| items.join(",");
         let reversed = |make: &dyn Fn(usize, &RawValue) -> String| {
@@ -101,23 +115,40 @@ impl Api {
                 join(inputs.iter().map(|x| echo(x)).collect())
             ),
             Api::Embeddings => format!(
-                "{{\"object\":\"list\",\"data\":[{}]}}",
+                "{{\"object\":\"list\",\"data\":[{}],{}}}",
                 reversed(&|i, x| format!(
                     "{{\"object\":\"embedding\",\"index\":{i},\"embedding\":{}}}",
                     echo(x)
-                ))
+                )),
+                usage(None)
             ),
             Api::Completions => format!(
-                "{{\"choices\":[{}]}}",
-                reversed(&|i, x| format!("{{\"index\":{i},\"text\":{}}}", x.get()))
+                "{{\"choices\":[{}],{}}}",
+                reversed(&|i, x| format!("{{\"index\":{i},\"text\":{}}}", x.get())),
+                usage(Some(inputs.len()))
             ),
-            Api::Chat => format!(
-                "{{\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":{}}}}}]}}",
-                echo(inputs[0])
-            ),
+            Api::Chat => {
+                // No choice at all when --wrong-count took the one chat away.
+                let choices: Vec<String> = inputs
+                    .iter()
+                    .take(1)
+                    .map(|x| {
+                        format!(
+                            "{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":{}}}}}",
+                            echo(x)
+                        )
+                    })
+                    .collect();
+                let answered = choices.len();
+                format!(
+                    "{{\"choices\":[{}],{}}}",
+                    join(choices),
+                    usage(Some(answered))
+                )
+            }
             Api::Tei => format!("[{}]", join(inputs.iter().map(|x| echo(x)).collect())),
             Api::Ollama => format!(
-                "{{\"embeddings\":[{}]}}",
+                "{{\"embeddings\":[{}],\"prompt_eval_count\":{prompt}}}",
                 join(inputs.iter().map(|x| echo(x)).collect())
             ),
             Api::V2 => {
