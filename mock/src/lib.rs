@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,21 +20,29 @@ use tokio::sync::oneshot;
 mod answer;
 mod apis;
 mod behavior;
+mod capacity;
+mod ratelimit;
 
 use answer::answer;
 pub use behavior::Behavior;
+pub use capacity::Schedule;
+pub use ratelimit::{RateLimit, RatelimitHeaders};
 
 /// One request as the server saw it.
 #[derive(Clone, Debug)]
 pub struct Request {
     /// When it arrived.
     pub arrived: Instant,
+    /// When a worker took it: `arrived` without --capacity, later if it waited in line, and
+    /// `None` while it waits or if it was refused (429 for capacity or rate limit).
+    pub served: Option<Instant>,
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
     /// How many records the body's array held (0 when the body was not an array).
     pub records: usize,
-    /// Requests being handled when this one arrived, this one included.
+    /// Requests being handled when this one arrived, this one included, waiting in line or
+    /// not.
     pub in_flight: usize,
 }
 
@@ -54,6 +62,15 @@ struct State {
     in_flight: AtomicUsize,
     /// Requests that have arrived, for --fail-first and --drop-first.
     arrived: AtomicUsize,
+    /// When the first request arrived, from which capacity schedules and rate-limit windows
+    /// count.
+    epoch: OnceLock<Instant>,
+    /// The workers, when they are limited (--capacity).
+    gate: Option<capacity::Gate>,
+    limiter: Option<ratelimit::Limiter>,
+    /// Requests a worker has taken and not yet answered, and the most there were at once.
+    serving: AtomicUsize,
+    most_serving: AtomicUsize,
     options: Options,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
@@ -105,11 +122,20 @@ impl MockServer {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
-            behavior,
             log: Mutex::new(Vec::new()),
             logged: Condvar::new(),
             in_flight: AtomicUsize::new(0),
             arrived: AtomicUsize::new(0),
+            epoch: OnceLock::new(),
+            gate: behavior
+                .workers()
+                .map(|workers| capacity::Gate::new(workers, behavior.capacity_429)),
+            limiter: behavior
+                .ratelimit
+                .map(|limit| ratelimit::Limiter::new(limit, behavior.ratelimit_headers)),
+            serving: AtomicUsize::new(0),
+            most_serving: AtomicUsize::new(0),
+            behavior,
             options,
             tls,
         });
@@ -156,6 +182,14 @@ impl MockServer {
     /// The largest number of requests that were being handled at once.
     pub fn max_in_flight(&self) -> usize {
         self.log().iter().map(|r| r.in_flight).max().unwrap_or(0)
+    }
+
+    /// The largest number of requests that workers were answering at once: at most
+    /// --capacity, where [`MockServer::max_in_flight`] counts those waiting in line too.
+    pub fn max_served_at_once(&self) -> usize {
+        self.state
+            .most_serving
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Waits until at least `n` requests have arrived, or `limit` has passed; returns the log.

@@ -12,7 +12,9 @@ use clap::Parser;
 /// `{"echo": <record>}` for each, after the delays and failures you choose.
 ///
 /// A record can script the request that carries it: {"id": 7, "mock": {"delay_ms": 300,
-/// "status": 503}} delays that request by 300 ms and fails it with 503.
+/// "status": 503}} delays that request by 300 ms and fails it with 503, and {"mock":
+/// {"headers": {"x-ratelimit-remaining-requests": "0"}, "retry_after": "1"}} adds those headers
+/// to its answer.
 ///
 /// With a COMMAND, it serves on a free port, runs the command with ABATCH_URL set to its
 /// endpoint, and exits with the command's status.
@@ -20,7 +22,8 @@ use clap::Parser;
 #[command(name = "abatch-mock", version)]
 #[command(after_help = "Examples:\n  \
     abatch-mock --port 8080 --latency 20ms\n  \
-    abatch-mock --latency 5ms --latency-max 50ms -- abatch --ordered fixtures/reviews.jsonl\n\n\
+    abatch-mock --latency 5ms --latency-max 50ms -- abatch --ordered fixtures/reviews.jsonl\n  \
+    abatch-mock --latency 50ms --capacity-schedule 0s:16,5s:4 --ratelimit 200/1s -- abatch fixtures/reviews.jsonl\n\n\
     Exit status: the COMMAND's (128 + N if signal N ended it); 1 if the server cannot listen; \
     126 if the COMMAND cannot be run, 127 if it is not found, as in a shell; 2 for a usage \
     error.")]
@@ -110,4 +113,15 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
         .code()
         .and_then(|code| u8::try_from(code).ok())
         .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks its own rules (groups, requirements, defaults) only when asked.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Args::command().debug_assert();
+    }
 }
