@@ -2,7 +2,7 @@
 //! type that cannot hold a bad setting, so mistakes stop as usage errors before anything runs.
 
 use std::fmt;
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use crate::exit::Exit;
+use crate::flow::adapt::Bounds;
 
 /// Send newline-delimited JSON records to an HTTP inference endpoint in batches, and write one
 /// result per record.
@@ -55,10 +56,11 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", value_parser = parse_bytes, allow_hyphen_values = true, help_heading = "Batching", env = "ABATCH_MAX_BATCH_BYTES")]
     pub max_batch_bytes: Option<NonZeroUsize>,
 
-    /// Most batches in flight at once (1 to 10000); reading pauses while that many are
-    /// outstanding
-    #[arg(short, long, value_name = "N", default_value = "4", value_parser = parse_concurrency, allow_negative_numbers = true, help_heading = "Requests", env = "ABATCH_CONCURRENCY")]
-    pub concurrency: NonZeroUsize,
+    /// Most requests in flight at once (1 to 10000), or 'auto' to find what the server
+    /// serves best while the run goes, between 1 and 64 ('auto:MIN..MAX' to choose); reading
+    /// pauses while that many batches are outstanding
+    #[arg(short, long, value_name = "N|auto", default_value = "4", value_parser = parse_concurrency, allow_negative_numbers = true, help_heading = "Requests", env = "ABATCH_CONCURRENCY")]
+    pub concurrency: Concurrency,
 
     /// Give up on an attempt that has not been fully answered after this long (at most 7days)
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_limit, allow_hyphen_values = true, help_heading = "Requests", env = "ABATCH_TIMEOUT")]
@@ -67,6 +69,23 @@ pub struct Cli {
     /// Start at most N requests per second or minute, retries included (e.g. 20/s, 600/m)
     #[arg(long, value_name = "N/s|N/m", value_parser = parse_rate, help_heading = "Requests", env = "ABATCH_RATE")]
     pub rate: Option<Rate>,
+
+    /// Send at most N tokens per minute, each request's tokens estimated before it is sent as
+    /// its body's bytes / 4 (OpenAI's rule of thumb), then corrected by the count the server
+    /// reports in its answer's usage; with --rate and -c, the strictest wins
+    #[arg(long, value_name = "N", value_parser = parse_tpm, help_heading = "Requests", env = "ABATCH_TPM")]
+    pub tpm: Option<NonZeroU64>,
+
+    /// The longest a batch may take from its first attempt to its last answer, waits and
+    /// retries included (--timeout is per attempt); a batch past it goes to --on-error
+    #[arg(long, value_name = "DURATION", value_parser = parse_limit, allow_hyphen_values = true, help_heading = "Requests", env = "ABATCH_DEADLINE")]
+    pub deadline: Option<Duration>,
+
+    /// Give every request an 'Idempotency-Key: RUN-BATCH' header (RUN-BATCH-FIRST..END for
+    /// part of a split batch), the same on each retry and different between requests, so a
+    /// server that supports it never applies a retried request twice
+    #[arg(long, help_heading = "Requests", env = "ABATCH_IDEMPOTENCY_KEY", value_parser = Switch)]
+    pub idempotency_key: bool,
 
     /// Extra request header, 'Name: value', or @FILE for one header per line (repeatable);
     /// values never appear in messages
@@ -254,6 +273,11 @@ pub struct Cli {
     #[arg(long, value_name = "POLICY", value_enum, default_value_t = OnError::Abort, help_heading = "Reliability", env = "ABATCH_ON_ERROR")]
     pub on_error: OnError,
 
+    /// Under --on-error skip or null, stop the run (exit 1) once more than N records, or more
+    /// than P% of those answered or failed so far (judged from 100 on), have failed
+    #[arg(long, value_name = "N|P%", value_parser = parse_error_budget, help_heading = "Reliability", env = "ABATCH_MAX_ERRORS")]
+    pub max_errors: Option<ErrorBudget>,
+
     /// Write each record that has no result here, as a JSON line with its error; emptied once
     /// the inputs open (default: stderr, where a terminal shows the first five)
     #[arg(
@@ -385,6 +409,23 @@ pub enum OnError {
     Skip,
     /// Write a null line for each of the batch's records and go on
     Null,
+}
+
+/// How many requests may be in flight at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Concurrency {
+    /// `-c N`.
+    Fixed(NonZeroUsize),
+    /// `-c auto:MIN..MAX`: adapts to the server while the run goes.
+    Auto(Bounds),
+}
+
+/// --max-errors: how many failed records a run may have before it stops.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ErrorBudget {
+    Records(u64),
+    /// A percentage of the records answered or failed so far.
+    Percent(f64),
 }
 
 /// At most `count` requests started per `per`.
@@ -630,6 +671,10 @@ fn parse_url(text: &str) -> Result<Url, String> {
 const MAX_BATCH_SIZE: u64 = 1_000_000;
 /// The most requests in flight at once.
 const MAX_CONCURRENCY: u64 = 10_000;
+/// The most tokens per minute.
+const MAX_TPM: u64 = 1_000_000_000_000;
+/// `-c auto`.
+const DEFAULT_AUTO: Bounds = Bounds { min: 1, max: 64 };
 /// The most extra attempts for one batch.
 const MAX_RETRIES: u64 = 1000;
 /// The largest size a size flag takes (4GiB).
@@ -641,8 +686,44 @@ fn parse_batch_size(text: &str) -> Result<NonZeroUsize, String> {
     count(text, MAX_BATCH_SIZE)
 }
 
-fn parse_concurrency(text: &str) -> Result<NonZeroUsize, String> {
-    count(text, MAX_CONCURRENCY)
+/// "8", "auto" (1..64), "auto:4..32".
+fn parse_concurrency(text: &str) -> Result<Concurrency, String> {
+    let Some(auto) = text.trim().strip_prefix("auto") else {
+        return count(text, MAX_CONCURRENCY).map(Concurrency::Fixed);
+    };
+    let expected = || "expected a number, auto, or auto:MIN..MAX such as auto:2..32".to_string();
+    let bounds = match auto.strip_prefix(':') {
+        None if auto.is_empty() => DEFAULT_AUTO,
+        None => return Err(expected()),
+        Some(range) => {
+            let (min, max) = range.split_once("..").ok_or_else(expected)?;
+            let (min, max) = (count(min, MAX_CONCURRENCY)?, count(max, MAX_CONCURRENCY)?);
+            if min > max {
+                return Err(format!("auto:{min}..{max}: the least is above the most"));
+            }
+            Bounds {
+                min: min.get(),
+                max: max.get(),
+            }
+        }
+    };
+    Ok(Concurrency::Auto(bounds))
+}
+
+fn parse_tpm(text: &str) -> Result<NonZeroU64, String> {
+    let n = whole(text, 1, MAX_TPM)?;
+    NonZeroU64::new(n).ok_or_else(|| "must be at least 1".to_string())
+}
+
+/// "50" records, or "5%".
+fn parse_error_budget(text: &str) -> Result<ErrorBudget, String> {
+    let Some(percent) = text.trim().strip_suffix('%') else {
+        return whole(text, 0, u64::MAX).map(ErrorBudget::Records);
+    };
+    match percent.trim().parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(ErrorBudget::Percent(p)),
+        _ => Err("expected a number of records, or a percentage from 0% to 100%".into()),
+    }
 }
 
 fn parse_retries(text: &str) -> Result<u32, String> {
@@ -1015,6 +1096,30 @@ mod tests {
             "must be at most 10000"
         );
         assert!(parse_concurrency("4x").is_err());
+        assert_eq!(
+            parse_concurrency("auto"),
+            Ok(Concurrency::Auto(Bounds { min: 1, max: 64 }))
+        );
+        assert_eq!(
+            parse_concurrency("auto:2..32"),
+            Ok(Concurrency::Auto(Bounds { min: 2, max: 32 }))
+        );
+        assert_eq!(
+            parse_concurrency("auto:5..5"),
+            Ok(Concurrency::Auto(Bounds { min: 5, max: 5 }))
+        );
+        assert!(parse_concurrency("auto:9..2").is_err());
+        assert!(parse_concurrency("auto:0..2").is_err());
+        assert!(parse_concurrency("auto:1..99999").is_err());
+        assert!(parse_concurrency("auto:").is_err());
+        assert!(parse_concurrency("automatic").is_err());
+        assert_eq!(parse_error_budget("0"), Ok(ErrorBudget::Records(0)));
+        assert_eq!(parse_error_budget("25"), Ok(ErrorBudget::Records(25)));
+        assert_eq!(parse_error_budget("2.5%"), Ok(ErrorBudget::Percent(2.5)));
+        assert!(parse_error_budget("101%").is_err());
+        assert!(parse_error_budget("-1").is_err());
+        assert!(parse_error_budget("x%").is_err());
+        assert!(parse_tpm("0").is_err());
         assert_eq!(parse_retries("0").unwrap(), 0);
         assert_eq!(parse_retries("1001").unwrap_err(), "must be at most 1000");
     }

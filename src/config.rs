@@ -7,7 +7,7 @@ use std::num::NonZeroUsize;
 use clap::CommandFactory;
 
 use crate::batch::Limits;
-use crate::cli::{Cli, Header, OnError};
+use crate::cli::{Cli, Concurrency, Header, OnError};
 use crate::flow::{self, retry::Policy};
 use crate::http;
 use crate::input;
@@ -19,8 +19,8 @@ use crate::wire::{self, Codec};
 pub struct Config {
     pub input: input::Settings,
     pub batch: Limits,
-    /// Most batches outstanding at once.
-    pub concurrency: NonZeroUsize,
+    /// Most requests in flight at once: fixed, or adapting within bounds.
+    pub concurrency: Concurrency,
     pub http: http::Settings,
     /// How requests are made and answers read.
     pub codec: Codec,
@@ -51,6 +51,13 @@ impl Config {
             v2_output: &cli.v2_output,
         })
         .map_err(|problem| usage(clap::error::ErrorKind::InvalidValue, problem))?;
+        if cli.max_errors.is_some() && cli.on_error == OnError::Abort {
+            return Err(conflict(
+                "--max-errors needs --on-error skip or null: under abort the first failure \
+                 already stops the run"
+                    .into(),
+            ));
+        }
         if cli.resume && cli.on_error == OnError::Skip {
             return Err(conflict(
                 "--resume cannot be used with --on-error skip: skipped records leave no line, \
@@ -106,7 +113,11 @@ impl Config {
                     max_wait: cli.retry_max_wait,
                 },
                 rate: cli.rate,
+                tpm: cli.tpm,
                 on_error: cli.on_error,
+                max_errors: cli.max_errors,
+                deadline: cli.deadline,
+                idempotency_key: cli.idempotency_key,
                 dry_run: cli.dry_run,
             },
             files,

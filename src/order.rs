@@ -1,5 +1,6 @@
 //! Restores input order without idling connections: up to `active` futures run at once, and a
-//! finished one waits for those before it, up to `waiting` of them.
+//! finished one waits for those before it, up to `waiting` of them (a number that may change
+//! while the stream runs, as the concurrency limit does).
 //!
 //! futures' `buffered(n)` counts a finished-but-held result as one of its n slots, so one slow
 //! batch would leave the other slots idle; this adapter keeps the two limits apart.
@@ -14,7 +15,7 @@ use pin_project_lite::pin_project;
 
 pin_project! {
     /// See [`ordered`].
-    pub struct Ordered<S>
+    pub struct Ordered<S, W>
     where
         S: Stream,
         S::Item: Future,
@@ -26,18 +27,19 @@ pin_project! {
         started: u64,
         emitted: u64,
         active: usize,
-        waiting: usize,
+        waiting: W,
     }
 }
 
 /// Runs the futures of `input` with at most `active` unfinished at once and yields their
-/// outputs in input order. While the oldest is unfinished, at most `waiting` finished outputs
-/// are held; when that many are, no new future starts (so reading pauses). Both limits are
-/// at least 1.
-pub fn ordered<S>(input: S, active: usize, waiting: usize) -> Ordered<S>
+/// outputs in input order. While the oldest is unfinished, at most `waiting()` finished
+/// outputs are held; when that many are, no new future starts (so reading pauses). Both
+/// limits are at least 1.
+pub fn ordered<S, W>(input: S, active: usize, waiting: W) -> Ordered<S, W>
 where
     S: Stream,
     S::Item: Future,
+    W: Fn() -> usize,
 {
     Ordered {
         input: input.fuse(),
@@ -46,21 +48,23 @@ where
         started: 0,
         emitted: 0,
         active: active.max(1),
-        waiting: waiting.max(1),
+        waiting,
     }
 }
 
-impl<S> Stream for Ordered<S>
+impl<S, W> Stream for Ordered<S, W>
 where
     S: Stream,
     S::Item: Future,
+    W: Fn() -> usize,
 {
     type Item = <S::Item as Future>::Output;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let mut this = self.project();
         loop {
-            while this.running.len() < *this.active && this.finished.len() < *this.waiting {
+            let waiting = (this.waiting)().max(1);
+            while this.running.len() < *this.active && this.finished.len() < waiting {
                 match this.input.as_mut().poll_next(cx) {
                     Poll::Ready(Some(future)) => {
                         this.running.push(Numbered {
@@ -144,7 +148,7 @@ mod tests {
     async fn yields_in_input_order_with_at_most_active_running() {
         let delays: Vec<u64> = (0..200).map(|_| spread_ms()).collect();
         let (running, peak, started) = Default::default();
-        let out: Vec<usize> = ordered(sleepers(delays, &running, &peak, &started), 4, 16)
+        let out: Vec<usize> = ordered(sleepers(delays, &running, &peak, &started), 4, || 16)
             .collect()
             .await;
         assert_eq!(out, (0..200).collect::<Vec<_>>());
@@ -156,7 +160,11 @@ mod tests {
         let mut delays = vec![1_000];
         delays.extend(std::iter::repeat_n(10, 30));
         let (running, peak, started) = Default::default();
-        let mut out = Box::pin(ordered(sleepers(delays, &running, &peak, &started), 2, 4));
+        let mut out = Box::pin(ordered(
+            sleepers(delays, &running, &peak, &started),
+            2,
+            || 4,
+        ));
         let early = tokio::time::timeout(Duration::from_millis(500), out.next()).await;
         assert!(
             early.is_err(),
@@ -174,7 +182,7 @@ mod tests {
     async fn empty_input_ends_at_once() {
         let input = futures::stream::iter(Vec::<futures::future::Ready<u8>>::new());
         assert_eq!(
-            ordered(input, 3, 3).collect::<Vec<_>>().await,
+            ordered(input, 3, || 3).collect::<Vec<_>>().await,
             Vec::<u8>::new()
         );
     }
@@ -208,7 +216,7 @@ mod tests {
                     future.await
                 }
             });
-            let mut out = Box::pin(ordered(input, active, waiting));
+            let mut out = Box::pin(ordered(input, active, move || waiting));
             let mut seen = Vec::new();
             while let Some(i) = out.next().await {
                 seen.push(i);
@@ -262,7 +270,9 @@ mod tests {
                 lines
             });
             let out: Vec<Vec<usize>> = if in_order {
-                ordered(exchanges, active, 4 * active).collect().await
+                ordered(exchanges, active, move || 4 * active)
+                    .collect()
+                    .await
             } else {
                 exchanges.buffer_unordered(active).collect().await
             };

@@ -59,9 +59,13 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
 
     let stop = Stop::default();
     let metrics = Metrics::default();
-    let limit = Limit::new(concurrency.get());
+    let limit = Limit::of(concurrency, Instant::now());
+    metrics
+        .measures
+        .limit(limit.size(), limit.adapts(), Instant::now());
     let exchanger = Exchanger::new(&flow, &client, &codec, &limit, &stop, &metrics);
-    let concurrency = concurrency.get();
+    // Batches beyond the most attempts the limit allows would only wait.
+    let outstanding = limit.most();
     let progress = progress::wanted(display.progress, display.no_progress, display.quiet)
         .then(|| Progress::start(sources.size()));
 
@@ -71,14 +75,17 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         let exchanger = &exchanger;
         async move { Ok(exchanger.outcome(batch?).await) }
     });
-    // The stream chain caps the batches outstanding; the limit, the attempts in flight.
+    // The stream chain caps the batches outstanding; the limit, the attempts in flight. The
+    // reorder window follows the limit as it changes.
     let completed = if files.ordered {
-        order::ordered(exchanges, concurrency, WAITING_PER_SLOT * concurrency).left_stream()
+        let waiting = || WAITING_PER_SLOT * limit.size();
+        order::ordered(exchanges, outstanding, waiting).left_stream()
     } else {
-        exchanges.buffer_unordered(concurrency).right_stream()
+        exchanges.buffer_unordered(outstanding).right_stream()
     };
     let mut router = Router::new(
         flow.on_error,
+        flow.max_errors,
         files.ordered,
         &stop,
         &metrics,
@@ -100,6 +107,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         first_failure,
         failed_batches,
         reader,
+        stopped,
     } = router.finish();
     let input_ended = input_error.is_none() && stop.signalled().is_none() && failed_batches == 0;
     if input_ended {
@@ -116,6 +124,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         signal: stop.signalled(),
         first_failure,
         failed_batches,
+        stopped,
         input_error,
         reader_gone,
         elapsed: started.elapsed(),
@@ -124,7 +133,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         stats: files.written(&files.stats),
         dry_run: files.dry_run,
     };
-    let exit = conclude(&display, flow.on_error, concurrency, ending);
+    let exit = conclude(&display, outstanding, ending);
     Ok(output::empty_after_a_clean_run(exit, opened, &files))
 }
 

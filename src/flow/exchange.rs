@@ -1,10 +1,16 @@
 //! Turns one batch into its outcome: sends it, tries again what may pass on another attempt
-//! (backoff, Retry-After, the request rate), and sends the halves of a batch the server
-//! rejects, so that only the records at fault fail. Every record of the batch comes back,
-//! answered or not, so that none is lost. Once the run is stopping no attempt starts and no
-//! wait goes on; once attempts in flight are given up, they end at once.
+//! (backoff, Retry-After), and sends the halves of a batch the server rejects, so that only
+//! the records at fault fail. Before each attempt starts it takes a slot of the concurrency
+//! limit and waits out the shared cooldown, the request rate and the token budget; after it,
+//! the limit learns how it went. Every record of the batch comes back, answered or not, so
+//! that none is lost. Once the run is stopping no attempt starts and no wait goes on; once
+//! attempts in flight are given up, they end at once; a batch past its --deadline fails.
 
-use std::time::{Duration, Instant};
+use std::cell::Cell;
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 use serde_json::value::RawValue;
@@ -12,14 +18,16 @@ use serde_json::value::RawValue;
 use crate::batch::{self, Batch};
 use crate::cli::OnError;
 use crate::flow::Settings;
+use crate::flow::cooldown::Cooldown;
 use crate::flow::limit::{Ended, Limit};
 use crate::flow::pace::Pace;
 use crate::flow::retry::{GiveUp, Policy};
-use crate::http::{Client, Failure};
+use crate::flow::tokens::Budget;
+use crate::http::{Client, Exchanged, Failure};
 use crate::input::Record;
 use crate::report::Metrics;
 use crate::stop::{Stop, Unsent};
-use crate::wire::{Codec, Input};
+use crate::wire::{self, Codec, Input};
 
 /// A batch's records and what became of them.
 pub struct Outcome {
@@ -71,6 +79,9 @@ pub struct Exchanger<'a> {
     codec: &'a Codec,
     policy: Policy,
     pace: Pace,
+    /// --tpm.
+    budget: Option<Budget>,
+    cooldown: Cooldown,
     limit: &'a Limit,
     stop: &'a Stop,
     metrics: &'a Metrics,
@@ -78,6 +89,45 @@ pub struct Exchanger<'a> {
     aborts: bool,
     /// Show each request instead of sending it.
     dry_run: bool,
+    /// The longest a batch may take, retries and waits included.
+    deadline: Option<Duration>,
+    /// This run's id, for Idempotency-Key headers, when they are asked for.
+    run: Option<String>,
+}
+
+/// One request's records: which batch, and where they sit in it.
+#[derive(Clone, Copy)]
+struct Request<'r> {
+    batch: u64,
+    /// The position in the batch of the first record, and the batch's size.
+    first: usize,
+    whole: usize,
+    records: &'r [Record],
+    /// When the batch is past its --deadline.
+    deadline: Option<Instant>,
+}
+
+impl<'r> Request<'r> {
+    /// The request for `records`, `from` the start of this one's.
+    fn part(self, from: usize, records: &'r [Record]) -> Request<'r> {
+        Request {
+            first: self.first + from,
+            records,
+            ..self
+        }
+    }
+
+    /// `RUN-BATCH` for a whole batch, `RUN-BATCH-FIRST..END` for part of one (its records'
+    /// positions in the batch, from 0): the same for every attempt at this request, and
+    /// different from every other request.
+    fn idempotency_key(&self, run: &str) -> String {
+        let end = self.first + self.records.len();
+        if self.first == 0 && end == self.whole {
+            format!("{run}-{}", self.batch)
+        } else {
+            format!("{run}-{}-{}..{end}", self.batch, self.first)
+        }
+    }
 }
 
 impl<'a> Exchanger<'a> {
@@ -96,11 +146,17 @@ impl<'a> Exchanger<'a> {
             codec,
             policy: flow.policy,
             pace: Pace::new(flow.rate),
+            budget: flow.tpm.map(|tpm| Budget::new(tpm.get())),
+            cooldown: Cooldown::new(flow.policy.max_wait),
             limit,
             stop,
             metrics,
             aborts: flow.on_error == OnError::Abort,
             dry_run: flow.dry_run,
+            deadline: flow.deadline,
+            run: flow
+                .idempotency_key
+                .then(|| format!("{:016x}", fastrand::u64(..))),
         }
     }
 
@@ -137,16 +193,24 @@ impl<'a> Exchanger<'a> {
             batch.flush
         );
         let in_flight = Metrics::count(&metrics.in_flight);
-        let parts = self.parts(number, &records).await;
+        let whole = Request {
+            batch: number,
+            first: 0,
+            whole: records.len(),
+            records: &records,
+            deadline: self.deadline.map(|limit| Instant::now() + limit),
+        };
+        let parts = self.parts(whole).await;
         drop(in_flight);
         Outcome { records, parts }
     }
 
-    /// The parts for `records`. A record the codec cannot send fails alone, at once; the runs
+    /// The parts for the batch. A record the codec cannot send fails alone, at once; the runs
     /// of records between such records go as requests of their own.
-    async fn parts(&self, number: u64, records: &[Record]) -> Vec<Part> {
+    async fn parts(&self, whole: Request<'_>) -> Vec<Part> {
+        let records = whole.records;
         let Some(inputs) = self.codec.inputs(records.iter().map(|r| &*r.json)) else {
-            return self.sent(number, records, &[]).await;
+            return self.sent(whole, &[]).await;
         };
         let mut parts = Vec::new();
         let mut start = 0;
@@ -160,7 +224,8 @@ impl<'a> Exchanger<'a> {
                     .iter()
                     .filter_map(|input| input.as_ref().ok().copied())
                     .collect();
-                parts.extend(Box::pin(self.sent(number, &records[start..end], &run)).await);
+                let request = whole.part(start, &records[start..end]);
+                parts.extend(Box::pin(self.sent(request, &run)).await);
             }
             if let Some(problem) = problem {
                 parts.push(self.failed(1, Failure::Record(problem.clone()), 0));
@@ -170,10 +235,12 @@ impl<'a> Exchanger<'a> {
         parts
     }
 
-    /// The parts for `records` (whose inputs are `inputs`, or none on the plain path): all
+    /// The parts for `request` (whose inputs are `inputs`, or none on the plain path): all
     /// answered, or, for a rejected batch that splits, the parts of each half in turn. With
     /// --dry-run, the request instead.
-    async fn sent(&self, number: u64, records: &[Record], inputs: &[Input<'_>]) -> Vec<Part> {
+    async fn sent(&self, request: Request<'_>, inputs: &[Input<'_>]) -> Vec<Part> {
+        let records = request.records;
+        let number = request.batch;
         let failed = |failure, attempts| vec![self.failed(records.len(), failure, attempts)];
         let body = match self.codec.body(records, inputs) {
             Ok(body) => Bytes::from(body),
@@ -185,7 +252,7 @@ impl<'a> Exchanger<'a> {
                 request: self.client.show(&body),
             }];
         }
-        let (failure, attempts) = match self.attempts(number, records, body).await {
+        let (failure, attempts) = match self.attempts(request, body).await {
             Tried::Answered(results, attempts) => {
                 return vec![Part::Answered { results, attempts }];
             }
@@ -208,34 +275,43 @@ impl<'a> Exchanger<'a> {
                 first.len(),
                 second.len()
             );
-            let mut parts = Box::pin(self.sent(number, first, first_inputs)).await;
-            parts.extend(Box::pin(self.sent(number, second, second_inputs)).await);
+            let (first, second) = (request.part(0, first), request.part(half, second));
+            let mut parts = Box::pin(self.sent(first, first_inputs)).await;
+            parts.extend(Box::pin(self.sent(second, second_inputs)).await);
             return parts;
         }
         failed(failure, attempts)
     }
 
-    /// Attempt number `attempt` at sending `body` (for `records`): a slot of the limit, the
-    /// request rate, the exchange, the answer read by the codec; how it ended and how long it
-    /// took. Or, when the run stops first, why and how many attempts were made.
+    /// Attempt number `attempt` at sending `body` for `request`: a slot of the limit, the
+    /// waits (the shared cooldown, the request rate, the token budget), the exchange, the
+    /// answer read by the codec; how it ended and how long it took. Or, when the run stops
+    /// first, why and how many attempts were made. `made` counts the attempt once it is sent.
     async fn attempt(
         &self,
-        records: &[Record],
+        request: &Request<'_>,
         body: &Bytes,
         attempt: u32,
+        made: &Cell<u32>,
     ) -> Result<(Result<Answer, Failure>, Duration), (Unsent, u32)> {
+        let unsent = |why| (why, attempt - 1);
         if let Some(why) = self.stop.no_new_attempts() {
-            return Err((why, attempt - 1));
+            return Err(unsent(why));
         }
         let slot = tokio::select! {
             biased;
-            why = self.stop.stopped() => return Err((why, attempt - 1)),
+            why = self.stop.stopped() => return Err(unsent(why)),
             slot = self.limit.acquire() => slot,
         };
-        self.pace
-            .wait(self.stop)
-            .await
-            .map_err(|why| (why, attempt - 1))?;
+        let tokens = Budget::estimate(body.len());
+        self.cooldown.wait(self.stop).await.map_err(unsent)?;
+        self.pace.wait(self.stop).await.map_err(unsent)?;
+        if let Some(budget) = &self.budget {
+            budget.wait(tokens, self.stop).await.map_err(unsent)?;
+            // A cooldown may have begun meanwhile.
+            self.cooldown.wait(self.stop).await.map_err(unsent)?;
+        }
+        made.set(attempt);
         if attempt > 1 {
             Metrics::add(&self.metrics.retries, 1);
         }
@@ -243,22 +319,30 @@ impl<'a> Exchanger<'a> {
         let measures = &self.metrics.measures;
         let sent_now = measures.attempt_started();
         let started = Instant::now();
-        let sent = tokio::select! {
+        let key = self.run.as_deref().map(|run| request.idempotency_key(run));
+        let records = request.records.len();
+        let Exchanged { answer, exhausted } = tokio::select! {
             biased;
             why = self.stop.in_flight_cancelled() => {
-                let took = started.elapsed();
-                measures.attempt_given_up(took);
-                drop(sent_now);
-                drop(slot);
-                self.limit.attempt_ended(took, records.len(), Ended::GivenUp);
+                measures.attempt_given_up(started.elapsed());
                 return Err((why, attempt));
             }
-            sent = self.client.send(body.clone()) => sent,
+            sent = self.client.send(body.clone(), key.as_deref()) => sent,
         };
+        if let Some(exhausted) = exhausted {
+            let why = format!("rate limit reached ({})", exhausted.header);
+            self.pause(exhausted.wait, &why);
+        }
         // An answer the codec cannot read fails the attempt like any other.
-        let sent = sent.and_then(|reply| {
+        let sent = answer.and_then(|reply| {
             let status = reply.status;
-            match self.codec.results(&reply.body, records.len()) {
+            if let Some(usage) = wire::usage(&reply.body) {
+                self.metrics.tokens(usage);
+                if let Some(budget) = &self.budget {
+                    budget.correct(tokens, usage.total, Instant::now());
+                }
+            }
+            match self.codec.results(&reply.body, records) {
                 Ok(results) => Ok(Answer { status, results }),
                 Err(problem) => Err(Failure::Response { status, problem }),
             }
@@ -271,15 +355,34 @@ impl<'a> Exchanger<'a> {
         };
         measures.attempt_finished(took, status);
         drop(sent_now);
+        let change = self
+            .limit
+            .attempt_ended(started.into_std(), took, records, ended(&sent));
         drop(slot);
-        self.limit.attempt_ended(took, records.len(), ended(&sent));
+        if let Some(change) = change {
+            tracing::info!(
+                "concurrency limit {} → {}: {}",
+                change.from,
+                change.to,
+                change.why
+            );
+            measures.limit(change.to, true, std::time::Instant::now());
+        }
         Ok((sent, took))
+    }
+
+    /// No attempt of any batch starts for `wait` (at most --retry-max-wait).
+    fn pause(&self, wait: Duration, why: &str) {
+        if let Some(paused) = self.cooldown.pause(wait, Instant::now()) {
+            let ms = paused.as_secs_f64() * 1000.0;
+            tracing::info!("no new attempt for {ms:.0} ms: {why}");
+        }
     }
 
     /// Records that failed for good; under `--on-error abort`, nothing new starts after them
     /// (not even the other half of a split batch).
     fn failed(&self, records: usize, failure: Failure, attempts: u32) -> Part {
-        if self.aborts {
+        if self.aborts || failure.fatal().is_some() {
             self.stop.abort();
         }
         Part::Failed {
@@ -289,13 +392,23 @@ impl<'a> Exchanger<'a> {
         }
     }
 
-    /// Sends `records` until they are answered, the policy gives up or the run stops.
-    async fn attempts(&self, number: u64, records: &[Record], body: Bytes) -> Tried {
+    /// Sends `request` until it is answered, the policy gives up, the run stops or the batch
+    /// is past its deadline.
+    async fn attempts(&self, request: Request<'_>, body: Bytes) -> Tried {
+        let number = request.batch;
+        let records = request.records;
+        let made = Cell::new(0);
+        let mut last = None;
         let mut attempt = 1;
         loop {
-            let (sent, took) = match self.attempt(records, &body, attempt).await {
-                Ok(ended) => ended,
-                Err((why, made)) => return Tried::Unsent(why, made),
+            let attempted = within(
+                request.deadline,
+                self.attempt(&request, &body, attempt, &made),
+            );
+            let (sent, took) = match attempted.await {
+                Some(Ok(ended)) => ended,
+                Some(Err((why, made))) => return Tried::Unsent(why, made),
+                None => return Tried::Failed(self.past_deadline(last), made.get()),
             };
             let span = || batch::span(records);
             let ms = took.as_secs_f64() * 1000.0;
@@ -320,6 +433,9 @@ impl<'a> Exchanger<'a> {
                     Err(_) => String::new(),
                 }
             );
+            if let Some(wait) = self.cooldown_after(&failure, &retry) {
+                self.pause(wait, &format!("batch {number} got {failure}"));
+            }
             let wait = match retry {
                 Ok(wait) => wait,
                 Err(GiveUp::Done) => return Tried::Failed(failure, attempt),
@@ -332,6 +448,11 @@ impl<'a> Exchanger<'a> {
                     return Tried::Failed(failure, attempt);
                 }
             };
+            if request.deadline.is_some_and(|d| Instant::now() + wait >= d) {
+                // The retry could not start in time: no use waiting for it.
+                return Tried::Failed(self.past_deadline(Some(failure)), attempt);
+            }
+            last = Some(failure);
             tokio::select! {
                 biased;
                 why = self.stop.stopped() => return Tried::Unsent(why, attempt),
@@ -339,6 +460,49 @@ impl<'a> Exchanger<'a> {
             }
             attempt += 1;
         }
+    }
+
+    /// How long every new attempt waits after `failure`: a 429 (or a 503 with Retry-After)
+    /// pauses them all for as long as this batch waits before its retry (`retry`).
+    fn cooldown_after(
+        &self,
+        failure: &Failure,
+        retry: &Result<Duration, GiveUp>,
+    ) -> Option<Duration> {
+        let Failure::Status {
+            status,
+            retry_after,
+            ..
+        } = failure
+        else {
+            return None;
+        };
+        match (status.as_u16(), retry) {
+            (429 | 503, Err(GiveUp::WaitTooLong(asked))) => Some(asked.wait),
+            (503, _) => retry_after.as_ref().map(|asked| asked.wait),
+            (429, Ok(wait)) => Some(*wait),
+            (429, Err(GiveUp::Done)) => Some(
+                retry_after
+                    .as_ref()
+                    .map_or(self.policy.backoff, |asked| asked.wait),
+            ),
+            _ => None,
+        }
+    }
+
+    fn past_deadline(&self, last: Option<Failure>) -> Failure {
+        Failure::Deadline {
+            limit: self.deadline.unwrap_or_default(),
+            last: last.map(Box::new),
+        }
+    }
+}
+
+/// What `work` gives, unless `deadline` passes first.
+async fn within<T>(deadline: Option<Instant>, work: impl Future<Output = T>) -> Option<T> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, work).await.ok(),
+        None => Some(work.await),
     }
 }
 
@@ -348,15 +512,15 @@ struct Answer {
     results: Vec<Box<RawValue>>,
 }
 
-/// How an attempt ended, as the concurrency limit sees it.
+/// How an attempt ended, as the concurrency limit sees it: only answers that were read teach
+/// it latency.
 fn ended(sent: &Result<Answer, Failure>) -> Ended {
     match sent {
-        Ok(_) => Ended::Answered,
+        Ok(_) | Err(Failure::Response { .. }) => Ended::Answered,
         Err(Failure::Timeout(_)) => Ended::Overloaded,
         Err(failure) => match failure.status().map(|s| s.as_u16()) {
             Some(429 | 503) => Ended::Overloaded,
-            Some(_) => Ended::Answered,
-            None => Ended::Failed,
+            _ => Ended::Failed,
         },
     }
 }

@@ -1,18 +1,26 @@
 //! The concurrency limit: how many attempts may be in flight at once. Each attempt takes a
 //! slot before it is sent and gives it back when its answer is in (or it is given up). The
 //! size may change while the run goes: a smaller size lets no new attempt start until enough
-//! slots are back; a larger one wakes the attempts waiting. Whatever decides the size is told
-//! how each attempt went ([`Limit::attempt_ended`]); today the size is `--concurrency`, fixed.
+//! slots are back; a larger one wakes the attempts waiting. The limit is told how each
+//! attempt went ([`Limit::attempt_ended`]): a fixed `-c N` does not change, `-c auto` asks
+//! its [`Controller`] for the next size.
 
-use std::cell::Cell;
-use std::time::Duration;
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+
+use crate::cli::Concurrency;
+use crate::flow::adapt::{Change, Controller, Sample};
 
 pub struct Limit {
     size: Cell<usize>,
     taken: Cell<usize>,
     freed: Notify,
+    /// The largest size it may take.
+    most: usize,
+    /// Decides the size under `-c auto`.
+    controller: Option<RefCell<Controller>>,
 }
 
 /// A slot in the limit, given back when dropped.
@@ -27,14 +35,10 @@ pub enum Ended {
     Answered,
     /// The server said it is overloaded (429, 503), or the attempt timed out.
     Overloaded,
-    /// Anything else: no answer, a refused certificate.
+    /// Anything else: no answer, a refusal for other reasons, a refused certificate.
     Failed,
-    /// Given up before its answer came (the run is stopping at once).
-    GivenUp,
 }
 
-// Resized only by the tests so far: the seam an adaptive limit will use.
-#[cfg_attr(not(test), allow(dead_code))]
 impl Limit {
     /// A limit of `size` slots (at least one).
     pub fn new(size: usize) -> Limit {
@@ -42,7 +46,34 @@ impl Limit {
             size: Cell::new(size.max(1)),
             taken: Cell::new(0),
             freed: Notify::new(),
+            most: size.max(1),
+            controller: None,
         }
+    }
+
+    /// The limit `-c` asks for, starting at `now`: fixed, or adaptive from its least.
+    pub fn of(concurrency: Concurrency, now: Instant) -> Limit {
+        match concurrency {
+            Concurrency::Fixed(size) => Limit::new(size.get()),
+            Concurrency::Auto(bounds) => {
+                let controller = Controller::new(bounds, now);
+                Limit {
+                    controller: Some(RefCell::new(controller)),
+                    most: bounds.max,
+                    ..Limit::new(bounds.min)
+                }
+            }
+        }
+    }
+
+    /// The largest size the limit may take: batches outstanding beyond it would only wait.
+    pub fn most(&self) -> usize {
+        self.most
+    }
+
+    /// Whether the size adapts while the run goes.
+    pub fn adapts(&self) -> bool {
+        self.controller.is_some()
     }
 
     /// Waits for a free slot and takes it.
@@ -72,9 +103,29 @@ impl Limit {
         self.taken.get()
     }
 
-    /// Told of each attempt as it ends: `took` from send to answer, for `records` records.
-    /// A fixed limit does not change; an adaptive one decides its next size here.
-    pub fn attempt_ended(&self, _took: Duration, _records: usize, _ended: Ended) {}
+    /// Told of each attempt as it ends (its slot still taken): `took` from `started`, for
+    /// `records` records. A fixed limit does not change; an adaptive one decides its next
+    /// size here, and says so.
+    pub fn attempt_ended(
+        &self,
+        started: Instant,
+        took: Duration,
+        records: usize,
+        ended: Ended,
+    ) -> Option<Change> {
+        let mut controller = self.controller.as_ref()?.borrow_mut();
+        let change = controller.sample(Sample {
+            started,
+            took,
+            records,
+            ended,
+            in_flight: self.in_use(),
+        });
+        if change.is_some() {
+            self.resize(controller.slots());
+        }
+        change
+    }
 }
 
 impl Drop for Slot<'_> {

@@ -67,6 +67,7 @@ impl Policy {
     pub fn splits(&self, failure: &Failure) -> bool {
         match failure.status() {
             Some(StatusCode::PAYLOAD_TOO_LARGE) => true,
+            Some(_) if failure.fatal().is_some() => false,
             Some(status) => self.split && status.is_client_error() && !retryable(failure),
             None => false,
         }
@@ -86,7 +87,8 @@ pub fn retryable(failure: &Failure) -> bool {
         | Failure::Certificate { .. }
         | Failure::Record(_)
         | Failure::Line(_)
-        | Failure::WaitTooLong { .. } => false,
+        | Failure::WaitTooLong { .. }
+        | Failure::Deadline { .. } => false,
     }
 }
 

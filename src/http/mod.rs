@@ -8,12 +8,15 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
 use bytes::Bytes;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::cli::{CaCerts, Header};
+pub use told::{Exhausted, RetryAfter};
+
+mod told;
 use crate::report::{QUOTED_BODY, quote};
 
 /// Where and how requests go.
@@ -68,13 +71,16 @@ pub enum Failure {
         asked: RetryAfter,
         max_wait: Duration,
     },
-}
-
-/// A Retry-After header: the wait it asks for, and its text, to quote.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RetryAfter {
-    pub wait: Duration,
-    pub header: String,
+    /// The batch took longer than --deadline, waits and retries included.
+    #[error("no answer within --deadline ({}){}", humantime::format_duration(*.limit), match .last {
+        Some(last) => format!("; the last attempt: {last}"),
+        None => String::new(),
+    })]
+    Deadline {
+        limit: Duration,
+        /// How the last attempt that ended failed, if one did.
+        last: Option<Box<Failure>>,
+    },
 }
 
 impl Failure {
@@ -84,6 +90,7 @@ impl Failure {
         match self {
             Failure::Status { status, .. } | Failure::Response { status, .. } => Ok(*status),
             Failure::WaitTooLong { failure, .. } => failure.status_or_kind(),
+            Failure::Deadline { .. } => Err("deadline"),
             Failure::Timeout(_) => Err("timeout"),
             Failure::Connect { .. } => Err("connect"),
             Failure::Certificate { .. } => Err("certificate"),
@@ -96,6 +103,27 @@ impl Failure {
         match self {
             Failure::Status { status, .. } | Failure::Response { status, .. } => Some(*status),
             Failure::WaitTooLong { failure, .. } => failure.status(),
+            Failure::Deadline { last, .. } => last.as_ref().and_then(|last| last.status()),
+            _ => None,
+        }
+    }
+
+    /// A refusal that is about the run, not its records (401, 403, 404, 405): what is
+    /// likely wrong. No record will pass, so the run stops at once under every --on-error.
+    pub fn fatal(&self) -> Option<&'static str> {
+        let Failure::Status { status, .. } = self else {
+            return None;
+        };
+        match status.as_u16() {
+            401 => Some(
+                "the server wants credentials: pass them with -H 'Authorization: Bearer ...' \
+                 (or -H @FILE)",
+            ),
+            403 => Some(
+                "the server refused these credentials: check the -H headers and what the key may do",
+            ),
+            404 => Some("nothing answers at this URL: check its path (and the model's name in it)"),
+            405 => Some("this URL does not take POST: check its path"),
             _ => None,
         }
     }
@@ -105,6 +133,13 @@ impl Failure {
 pub struct Reply {
     pub status: StatusCode,
     pub body: Vec<u8>,
+}
+
+/// One exchange: its answer or why it failed, and whether the server's rate-limit headers
+/// said that nothing is left until a reset (on any answer, 2xx or not).
+pub struct Exchanged {
+    pub answer: Result<Reply, Failure>,
+    pub exhausted: Option<Exhausted>,
 }
 
 pub struct Client {
@@ -133,8 +168,7 @@ struct Shown<'a> {
 const USER_AGENT: &str = concat!("abatch/", env!("CARGO_PKG_VERSION"));
 
 const MAX_REDIRECTS: usize = 10;
-/// How much of a header's value a message quotes.
-const QUOTED_HEADER: usize = 64;
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 impl Client {
     /// The client `http` describes: its URL, headers, timeouts, limits and trust.
@@ -208,21 +242,36 @@ impl Client {
         serde_json::value::to_raw_value(&shown).unwrap_or_else(|_| RawValue::NULL.to_owned())
     }
 
-    /// POSTs `body` once and returns the 2xx answer, whole (within --max-response-bytes).
-    pub async fn send(&self, body: Bytes) -> Result<Reply, Failure> {
-        let mut response = self
-            .http
-            .post(self.url.clone())
-            .timeout(self.timeout)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| self.failure(&e))?;
+    /// POSTs `body` once (with this Idempotency-Key, if any) and returns the 2xx answer,
+    /// whole (within --max-response-bytes), and what the rate-limit headers said.
+    pub async fn send(&self, body: Bytes, key: Option<&str>) -> Exchanged {
+        let mut request = self.http.post(self.url.clone()).timeout(self.timeout);
+        if let Some(key) = key {
+            request = request.header(IDEMPOTENCY_KEY, key);
+        }
+        let response = match request.body(body).send().await {
+            Ok(response) => response,
+            Err(e) => {
+                return Exchanged {
+                    answer: Err(self.failure(&e)),
+                    exhausted: None,
+                };
+            }
+        };
+        let exhausted = told::exhausted(response.headers(), SystemTime::now());
+        Exchanged {
+            answer: self.answer(response).await,
+            exhausted,
+        }
+    }
+
+    /// The 2xx answer, whole (within --max-response-bytes), or the refusal.
+    async fn answer(&self, mut response: reqwest::Response) -> Result<Reply, Failure> {
         let status = response.status();
         if !status.is_success() {
             return Err(Failure::Status {
                 status,
-                retry_after: retry_after(response.headers(), SystemTime::now()),
+                retry_after: told::retry_after(response.headers(), SystemTime::now()),
                 body: self.describe(response).await,
             });
         }
@@ -296,23 +345,6 @@ fn redacted(url: &Url) -> String {
         let _ = shown.set_password(Some("****"));
     }
     shown.into()
-}
-
-/// How long a Retry-After header asks to wait: a number of seconds, or an HTTP date (`now`
-/// is when the answer came).
-fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<RetryAfter> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    let wait = match value.parse::<u64>() {
-        Ok(seconds) => Duration::from_secs(seconds),
-        Err(_) => {
-            let at = httpdate::parse_http_date(value).ok()?;
-            at.duration_since(now).unwrap_or_default()
-        }
-    };
-    Some(RetryAfter {
-        wait,
-        header: value.chars().take(QUOTED_HEADER).collect(),
-    })
 }
 
 /// The TLS error somewhere in this chain of causes. An io::Error's source() skips the error
@@ -431,35 +463,6 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_takes_seconds_or_a_date() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let mut headers = HeaderMap::new();
-        let wait = |headers: &HeaderMap| retry_after(headers, now).map(|r| r.wait);
-        assert_eq!(wait(&headers), None);
-        headers.insert(RETRY_AFTER, HeaderValue::from_static(" 7 "));
-        assert_eq!(
-            retry_after(&headers, now),
-            Some(RetryAfter {
-                wait: Duration::from_secs(7),
-                header: "7".into()
-            })
-        );
-        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
-        headers.insert(RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
-        assert_eq!(wait(&headers), Some(Duration::from_secs(90)));
-        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(90));
-        headers.insert(RETRY_AFTER, HeaderValue::from_str(&earlier).unwrap());
-        assert_eq!(wait(&headers), Some(Duration::ZERO));
-        headers.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Fri, 31 Dec 9999 23:59:59 GMT"),
-        );
-        assert!(wait(&headers).unwrap() > Duration::from_secs(7000 * 365 * 86400));
-        headers.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(wait(&headers), None);
-    }
 
     #[test]
     fn passwords_in_urls_are_redacted() {

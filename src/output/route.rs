@@ -6,20 +6,24 @@
 use std::sync::Arc;
 
 use crate::batch;
-use crate::cli::OnError;
+use crate::cli::{ErrorBudget, OnError};
 use crate::flow::exchange::{Outcome, Part};
 use crate::http::Failure;
 use crate::input::Record;
 use crate::output::{DeadLetter, Lines, Output, Reader, Results};
-use crate::report::Metrics;
+use crate::report::{Metrics, Stopped};
 use crate::stop::{Stop, Unsent};
 use crate::wire::Codec;
+
+/// A percentage budget is judged once this many records were answered or failed.
+const BUDGET_JUDGED_FROM: u64 = 100;
 
 /// Sends each part of each outcome where it belongs under the error policy: results to the
 /// output, records without one to the dead-letter sink (and a null line each with
 /// --on-error null).
 pub struct Router<'a> {
     on_error: OnError,
+    max_errors: Option<ErrorBudget>,
     ordered: bool,
     stop: &'a Stop,
     metrics: &'a Metrics,
@@ -33,6 +37,8 @@ pub struct Router<'a> {
     /// no line stands in for it).
     gap: Option<&'static str>,
     reader: Reader,
+    /// Why a failure stopped the run, when one did.
+    stopped: Option<Stopped>,
 }
 
 /// What routing leaves to tell at the end.
@@ -41,6 +47,7 @@ pub struct Routed {
     pub first_failure: Option<String>,
     pub failed_batches: usize,
     pub reader: Reader,
+    pub stopped: Option<Stopped>,
 }
 
 impl<'a> Router<'a> {
@@ -48,6 +55,7 @@ impl<'a> Router<'a> {
     /// line (--merge).
     pub fn new(
         on_error: OnError,
+        max_errors: Option<ErrorBudget>,
         ordered: bool,
         stop: &'a Stop,
         metrics: &'a Metrics,
@@ -56,6 +64,7 @@ impl<'a> Router<'a> {
     ) -> Router<'a> {
         Router {
             on_error,
+            max_errors,
             ordered,
             stop,
             metrics,
@@ -65,6 +74,7 @@ impl<'a> Router<'a> {
             failed_batches: 0,
             gap: None,
             reader: Reader::Listening,
+            stopped: None,
         }
     }
 
@@ -78,6 +88,7 @@ impl<'a> Router<'a> {
             first_failure: self.first_failure,
             failed_batches: self.failed_batches,
             reader: self.reader,
+            stopped: self.stopped,
         }
     }
 
@@ -152,22 +163,50 @@ impl<'a> Router<'a> {
         Metrics::add(&self.metrics.failed, n);
         let status = failure.status().map(|s| s.as_u16());
         let letters = dead_letters(records, &failure.to_string(), status, attempts);
-        match self.on_error {
-            OnError::Abort => {
+        let stops = match (self.on_error, failure.fatal()) {
+            (OnError::Abort, _) => Some(Stopped::Abort),
+            (_, Some(advice)) => Some(Stopped::Refused(advice)),
+            _ => self.over_budget(),
+        };
+        match (self.on_error, stops) {
+            (_, Some(stopped)) => {
                 self.stop.abort();
                 // Nothing was sent for a record that could not be: what is in flight came
                 // before it, and may finish.
                 if !matches!(failure, Failure::Line(_) | Failure::Record(_)) {
                     self.stop.cancel_in_flight();
                 }
+                // Under null, these records still get their line: the gap comes after them.
+                if self.on_error == OnError::Null && self.gap.is_none() {
+                    self.write(Lines::Nulls(n)).await;
+                }
                 self.leave_gap(Unsent::Aborted);
+                self.stopped.get_or_insert(stopped);
             }
-            OnError::Skip => {}
+            (OnError::Abort | OnError::Skip, None) => {}
             // With --ordered, no line may stand after a record that has none.
-            OnError::Null if self.gap.is_some() => {}
-            OnError::Null => self.write(Lines::Nulls(n)).await,
+            (OnError::Null, None) if self.gap.is_some() => {}
+            (OnError::Null, None) => self.write(Lines::Nulls(n)).await,
         }
         self.write(letters).await;
+    }
+
+    /// Whether the records failed so far are more than --max-errors allows.
+    fn over_budget(&self) -> Option<Stopped> {
+        let budget = self.max_errors?;
+        let failed = self.metrics.failed.get();
+        let judged = failed + self.metrics.written.get();
+        let over = match budget {
+            ErrorBudget::Records(most) => failed > most,
+            ErrorBudget::Percent(most) => {
+                judged >= BUDGET_JUDGED_FROM && failed as f64 * 100.0 > most * judged as f64
+            }
+        };
+        over.then_some(Stopped::Budget {
+            failed,
+            judged,
+            budget,
+        })
     }
 
     /// With --ordered, nothing after records that have no line may be written.

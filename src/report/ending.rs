@@ -5,12 +5,51 @@ use std::io::BufWriter;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::cli::OnError;
+use crate::cli::ErrorBudget;
 use crate::exit::Exit;
 use crate::report::Display;
 use crate::report::stats::Report;
 use crate::report::summary::Summary;
 use crate::report::{Metrics, say};
+
+/// Why a failure stopped the run.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stopped {
+    /// --on-error abort.
+    Abort,
+    /// A refusal no record would pass (401, 403, 404, 405): what is likely wrong.
+    Refused(&'static str),
+    /// More records failed than --max-errors allows: `failed` of `judged`.
+    Budget {
+        failed: u64,
+        judged: u64,
+        budget: ErrorBudget,
+    },
+}
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stopped::Abort => Ok(()),
+            Stopped::Refused(advice) => write!(f, "stopped: {advice}"),
+            Stopped::Budget {
+                failed,
+                judged,
+                budget,
+            } => {
+                let allowed = match budget {
+                    ErrorBudget::Records(n) => format!("{n} records"),
+                    ErrorBudget::Percent(p) => format!("{p}% of the records"),
+                };
+                write!(
+                    f,
+                    "stopped: {failed} of {judged} records failed, more than --max-errors allows \
+                     ({allowed}); the server may be broken: see the first failure above"
+                )
+            }
+        }
+    }
+}
 
 /// How a run ended, for the closing messages, the exit status and --stats.
 pub struct Ending<'a> {
@@ -18,6 +57,8 @@ pub struct Ending<'a> {
     pub signal: Option<Exit>,
     pub first_failure: Option<String>,
     pub failed_batches: usize,
+    /// Why a failure stopped the run, when one did.
+    pub stopped: Option<Stopped>,
     pub input_error: Option<anyhow::Error>,
     pub reader_gone: bool,
     pub elapsed: Duration,
@@ -31,11 +72,10 @@ pub struct Ending<'a> {
 }
 
 /// Decides the exit status, says how the run ended on stderr, and writes --stats.
-pub fn conclude(display: &Display, on_error: OnError, concurrency: usize, ending: Ending) -> Exit {
-    let aborts = on_error == OnError::Abort;
+pub fn conclude(display: &Display, concurrency: usize, ending: Ending) -> Exit {
     let exit = if let Some(signal) = ending.signal {
         signal
-    } else if ending.input_error.is_some() || (aborts && ending.failed_batches > 0) {
+    } else if ending.input_error.is_some() || ending.stopped.is_some() {
         Exit::Aborted
     } else if ending.metrics.dead() > 0 {
         Exit::SomeFailed
@@ -43,7 +83,11 @@ pub fn conclude(display: &Display, on_error: OnError, concurrency: usize, ending
         Exit::Success
     };
     if let Some(first) = ending.first_failure {
-        let label = if aborts { "" } else { "first failure: " };
+        let label = if ending.stopped.is_some() {
+            ""
+        } else {
+            "first failure: "
+        };
         match ending.failed_batches {
             0 | 1 => say(format_args!("{label}{first}")),
             n => say(format_args!(
@@ -51,6 +95,9 @@ pub fn conclude(display: &Display, on_error: OnError, concurrency: usize, ending
                 n - 1
             )),
         }
+    }
+    if let Some(stopped) = ending.stopped.as_ref().filter(|s| **s != Stopped::Abort) {
+        say(stopped);
     }
     if let Some(input_error) = ending.input_error {
         say(format_args!("{input_error:#}"));

@@ -5,12 +5,13 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use reqwest::StatusCode;
 
 use crate::batch::Flush;
+use crate::wire::Usage;
 
 #[derive(Default)]
 pub struct Metrics {
@@ -30,6 +31,8 @@ pub struct Metrics {
     pub in_flight: Cell<u64>,
     /// Input bytes of the records whose outcome is known, for the progress display.
     pub bytes_done: Cell<u64>,
+    /// The tokens the server counted, once it counts any.
+    pub tokens: Cell<Option<Usage>>,
     /// What --stats reports beyond these counts.
     pub measures: Measures,
 }
@@ -56,6 +59,16 @@ impl Metrics {
         counter.set(counter.get() + n as u64);
     }
 
+    /// Adds the tokens the server counted for one request.
+    pub fn tokens(&self, usage: Usage) {
+        let sum = self.tokens.get().unwrap_or_default();
+        self.tokens.set(Some(Usage {
+            prompt: sum.prompt + usage.prompt,
+            completion: sum.completion + usage.completion,
+            total: sum.total + usage.total,
+        }));
+    }
+
     /// Records that have no result.
     pub fn dead(&self) -> u64 {
         self.failed.get() + self.unsent.get()
@@ -77,6 +90,34 @@ pub struct Measures {
     pub(super) most_requests_in_flight: Cell<u64>,
     /// The sum of all attempts' durations: divided by the run's, the mean concurrency.
     pub(super) busy: Cell<Duration>,
+    /// The concurrency limit over time.
+    pub(super) limit: RefCell<Option<Track>>,
+}
+
+/// A size over time: where it is, its least and most, and its time-weighted sum.
+pub(super) struct Track {
+    pub(super) adapts: bool,
+    started: Instant,
+    since: Instant,
+    pub(super) now: usize,
+    pub(super) least: usize,
+    pub(super) most: usize,
+    /// Size × seconds, up to `since`.
+    weighted: f64,
+}
+
+impl Track {
+    /// The mean size from the start to `end`.
+    pub(super) fn mean(&self, end: Instant) -> f64 {
+        let span = end.saturating_duration_since(self.started).as_secs_f64();
+        let weighted = self.weighted
+            + self.now as f64 * end.saturating_duration_since(self.since).as_secs_f64();
+        if span > 0.0 {
+            weighted / span
+        } else {
+            self.now as f64
+        }
+    }
 }
 
 impl Default for Measures {
@@ -96,6 +137,7 @@ impl Default for Measures {
             requests_in_flight: Cell::default(),
             most_requests_in_flight: Cell::default(),
             busy: Cell::default(),
+            limit: RefCell::default(),
         }
     }
 }
@@ -121,6 +163,35 @@ impl Measures {
                 .max(self.requests_in_flight.get()),
         );
         counted
+    }
+
+    /// The concurrency limit is `size` from `at` on (the first call starts the track).
+    pub fn limit(&self, size: usize, adapts: bool, at: Instant) {
+        let mut track = self.limit.borrow_mut();
+        let track = track.get_or_insert(Track {
+            adapts,
+            started: at,
+            since: at,
+            now: size,
+            least: size,
+            most: size,
+            weighted: 0.0,
+        });
+        track.weighted +=
+            track.now as f64 * at.saturating_duration_since(track.since).as_secs_f64();
+        track.since = at;
+        track.now = size;
+        track.least = track.least.min(size);
+        track.most = track.most.max(size);
+    }
+
+    /// The concurrency limit now, when it adapts.
+    pub fn adaptive_limit(&self) -> Option<usize> {
+        self.limit
+            .borrow()
+            .as_ref()
+            .filter(|track| track.adapts)
+            .map(|track| track.now)
     }
 
     /// Attempts sent and not yet answered.

@@ -9,7 +9,7 @@ pub mod progress;
 pub mod stats;
 pub mod summary;
 
-pub use ending::{Ending, conclude};
+pub use ending::{Ending, Stopped, conclude};
 pub use log::log_requests;
 pub use metrics::Metrics;
 

@@ -139,14 +139,18 @@ impl Progress {
     }
 }
 
-/// "12345 done, 4100/s · 3 in flight · 2 retries · 1 failed · 3s": the most telling first,
-/// since a narrow terminal cuts the end.
+/// "12345 done, 4100/s · 3 in flight · 2 retries · 1 failed · 3s" (with `-c auto`, "3 in
+/// flight of 16"): the most telling first, since a narrow terminal cuts the end.
 fn status(metrics: &Metrics, elapsed: Duration) -> String {
     let done = metrics.written.get() + metrics.dead();
     let rate = done as f64 / elapsed.as_secs_f64().max(1e-3);
+    let limit = match metrics.measures.adaptive_limit() {
+        Some(limit) => format!(" of {limit}"),
+        None => String::new(),
+    };
     format!(
-        "{done} done, {rate:.0}/s · {} in flight · {} retries · {} failed · {:#}",
-        metrics.in_flight.get(),
+        "{done} done, {rate:.0}/s · {}{limit} in flight · {} retries · {} failed · {:#}",
+        metrics.measures.requests_in_flight(),
         metrics.retries.get(),
         metrics.dead(),
         HumanDuration(elapsed)

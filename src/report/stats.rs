@@ -2,7 +2,7 @@
 //! batch sizes and what sent each batch, achieved concurrency, HTTP statuses.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -16,6 +16,9 @@ pub struct Report {
     batches: Batches,
     requests: Requests,
     concurrency: Concurrency,
+    /// What the server counted, when it counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens: Option<Tokens>,
     elapsed_s: f64,
     records_per_s: f64,
     exit: u8,
@@ -71,8 +74,20 @@ struct Latency {
 }
 
 #[derive(Serialize)]
+struct Tokens {
+    prompt: u64,
+    completion: u64,
+    total: u64,
+}
+
+/// The limit (the most it could be, and over time) and the requests in flight achieved.
+#[derive(Serialize)]
 struct Concurrency {
     limit: usize,
+    limit_min: usize,
+    limit_mean: f64,
+    limit_max: usize,
+    limit_final: usize,
     mean: f64,
     max: u64,
 }
@@ -82,6 +97,8 @@ impl Report {
         let m = &metrics.measures;
         let batches = metrics.batches.get();
         let latency = m.latency.borrow();
+        let track = m.limit.borrow();
+        let track = track.as_ref();
         let ms = |micros: u64| micros as f64 / 1000.0;
         let seconds = elapsed.as_secs_f64().max(1e-9);
         Report {
@@ -121,9 +138,18 @@ impl Report {
             },
             concurrency: Concurrency {
                 limit,
+                limit_min: track.map_or(limit, |t| t.least),
+                limit_mean: track.map_or(limit as f64, |t| t.mean(Instant::now())),
+                limit_max: track.map_or(limit, |t| t.most),
+                limit_final: track.map_or(limit, |t| t.now),
                 mean: m.busy.get().as_secs_f64() / seconds,
                 max: m.most_requests_in_flight.get(),
             },
+            tokens: metrics.tokens.get().map(|t| Tokens {
+                prompt: t.prompt,
+                completion: t.completion,
+                total: t.total,
+            }),
             elapsed_s: elapsed.as_secs_f64(),
             records_per_s: metrics.read.get() as f64 / seconds,
             exit,

@@ -69,7 +69,15 @@ impl fmt::Display for Summary<'_> {
             count(t.retries.get(), "retry", "retries"),
             Elapsed(self.elapsed),
             t.read.get() as f64 / seconds.max(1e-3)
-        )
+        )?;
+        if let Some(tokens) = t.tokens.get() {
+            write!(
+                f,
+                ", {} (as the server counted)",
+                count(tokens.total, "token", "tokens")
+            )?;
+        }
+        Ok(())
     }
 }
 

@@ -5,6 +5,8 @@
 mod codec;
 pub mod json;
 mod presets;
+mod usage;
 
 pub use codec::{Codec, Input};
 pub use presets::Flags;
+pub use usage::{Usage, usage};
