@@ -1,6 +1,7 @@
 //! The benchmark (`cargo bench`): runs the release binary against the mock server and prints
-//! latency hiding, ordered against unordered throughput, CPU per million records, and peak
-//! memory at two input sizes.
+//! latency hiding, ordered against unordered throughput, CPU per million records, peak memory
+//! at two input sizes, and how `-c auto` does against servers of limited capacity (a sweep of
+//! fixed `-c` for comparison).
 //!
 //! Each run is one child process measured by wait4(2): wall time from spawn to exit, user and
 //! system CPU, and peak resident memory, of abatch alone (the server runs in this process).
@@ -9,11 +10,12 @@ use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, Write};
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use abatch_mock::{Behavior, MockServer, Options};
+use abatch_mock::{Behavior, MockServer, Options, Schedule};
 
 struct Measured {
     wall: Duration,
@@ -180,7 +182,227 @@ fn main() {
             large.peak_rss_mib * 1.048_576 < 40.0 && large.peak_rss_mib < small.peak_rss_mib * 1.25,
         ),
     ]);
+    drop(server);
+
+    flow_control(dir.path(), &records_1m, &mut rows);
     print_table(&rows);
+}
+
+/// `-c auto` against servers of 16 workers (queueing, or answering 429 beyond), against the
+/// best fixed `-c` of a sweep; following a capacity that drops from 32 to 8 and back; and its
+/// cost on a server that answers at once.
+fn flow_control(dir: &Path, records_1m: &Path, rows: &mut Vec<[String; 4]>) {
+    let latency = Some(Duration::from_millis(20));
+    let capacity = NonZeroUsize::new(16);
+    let queueing = mock(Behavior {
+        latency,
+        capacity,
+        ..Behavior::default()
+    });
+    let refusing = mock(Behavior {
+        latency,
+        capacity,
+        capacity_429: true,
+        ..Behavior::default()
+    });
+    // Small -c are slow; their rate needs fewer records.
+    let (full, few) = (write_records(dir, 40_000), write_records(dir, 4_000));
+    for (server, what, batch, least) in [
+        (&queueing, "queues beyond", "8", 0.90),
+        (&refusing, "answers 429 beyond", "4", 0.85),
+    ] {
+        let common = ["-b", batch, "--retries", "50", "--on-error", "null"];
+        let sweep: Vec<(usize, Run)> = [1, 2, 4, 8, 16, 32, 64]
+            .into_iter()
+            .map(|c| {
+                let input = if c < 8 { &few } else { &full };
+                let c_text = c.to_string();
+                (
+                    c,
+                    with_stats(server, input, &[&common[..], &["-c", &c_text]].concat()),
+                )
+            })
+            .collect();
+        let Some((best_c, best)) = sweep
+            .iter()
+            .max_by(|a, b| a.1.records_per_s.total_cmp(&b.1.records_per_s))
+        else {
+            return;
+        };
+        let at_capacity = sweep
+            .iter()
+            .find(|(c, _)| *c == 16)
+            .map_or(best, |(_, run)| run);
+        let sweep: Vec<String> = sweep
+            .iter()
+            .map(|(c, run)| format!("{c}: {:.0}", run.records_per_s))
+            .collect();
+        let auto = with_stats(server, &full, &[&common[..], &["-c", "auto"]].concat());
+        let share = auto.records_per_s / best.records_per_s;
+        let p99 = auto.p99_ms / best.p99_ms;
+        rows.push([
+            format!("-c auto, 16 workers, L=20ms, {what}: -b {batch}, records/s"),
+            format!(
+                "{:.0} = {share:.3} of the best fixed (-c {best_c}: {:.0}); sweep {}",
+                auto.records_per_s,
+                best.records_per_s,
+                sweep.join(", ")
+            ),
+            format!("≥ {least:.2}"),
+            verdict(share >= least),
+        ]);
+        rows.push([
+            "  its p99 latency, and its 429s".into(),
+            format!(
+                "{:.1} ms = {p99:.2}× the best fixed's {:.1} ms (-c 16: {:.1} ms); 429s {} of {} requests ({:.2}%); limit mean {:.1}, final {}",
+                auto.p99_ms,
+                best.p99_ms,
+                at_capacity.p99_ms,
+                auto.too_many,
+                auto.requests,
+                auto.too_many as f64 * 100.0 / auto.requests.max(1) as f64,
+                auto.limit_mean,
+                auto.limit_final
+            ),
+            if least >= 0.90 { "p99 ≤ 1.5×" } else { "429s < 1%" }.into(),
+            verdict(if least >= 0.90 {
+                p99 <= 1.5
+            } else {
+                auto.too_many * 100 < auto.requests
+            }),
+        ]);
+    }
+    drop((queueing, refusing));
+
+    // Capacity 32, then 8 from 4 s to 8 s, then 32 again, answering 429 beyond.
+    let schedule: Schedule = "0s:32,4s:8,8s:32".parse().expect("a schedule");
+    let changing = mock(Behavior {
+        latency,
+        capacity_schedule: Some(schedule),
+        capacity_429: true,
+        ..Behavior::default()
+    });
+    let input = write_records(dir, 80_000);
+    let args = [
+        "-b",
+        "8",
+        "-c",
+        "auto",
+        "--retries",
+        "50",
+        "--on-error",
+        "null",
+        "-v",
+    ];
+    let (run, log) = with_log(&changing, &input, &args);
+    let limits = limit_changes(&log);
+    let after = |from: f64, most: usize| {
+        limits
+            .iter()
+            .find(|(at, limit)| *at >= from && *limit <= most)
+            .map(|(at, _)| at - from)
+    };
+    let (down, up) = (after(4.0, 8), {
+        let from = 8.0;
+        limits
+            .iter()
+            .find(|(at, limit)| *at >= from && *limit >= 28)
+            .map(|(at, _)| at - from)
+    });
+    let secs = |t: Option<f64>| t.map_or("never".into(), |t| format!("{t:.2} s"));
+    rows.push([
+        "-c auto, capacity 32 → 8 (at 4 s) → 32 (at 8 s), 429 beyond".into(),
+        format!(
+            "limit ≤ 8 {} after the drop, ≥ 28 {} after the rise; 429s {} of {} requests ({:.2}%)",
+            secs(down),
+            secs(up),
+            run.too_many,
+            run.requests,
+            run.too_many as f64 * 100.0 / run.requests.max(1) as f64
+        ),
+        "follows within 2 s; 429s < 2%".into(),
+        verdict(down.is_some_and(|t| t <= 2.0) && run.too_many * 50 < run.requests),
+    ]);
+    drop(changing);
+
+    // What adapting costs where there is nothing to adapt to.
+    let instant = mock(Behavior::default());
+    let fixed = best_of(3, || abatch(&instant, records_1m, &["-c", "8"]));
+    let auto = best_of(3, || abatch(&instant, records_1m, &["-c", "auto"]));
+    rows.push([
+        "CPU per 1M records, -c auto vs -c 8, instant server".into(),
+        format!(
+            "{:.2} vs {:.2} s CPU; {:.2} vs {:.2} s wall",
+            auto.cpu.as_secs_f64(),
+            fixed.cpu.as_secs_f64(),
+            auto.wall.as_secs_f64(),
+            fixed.wall.as_secs_f64()
+        ),
+        "within noise".into(),
+        String::new(),
+    ]);
+}
+
+/// What a run's --stats says of its pace, latency, 429s and limit.
+struct Run {
+    records_per_s: f64,
+    p99_ms: f64,
+    requests: u64,
+    too_many: u64,
+    limit_mean: f64,
+    limit_final: u64,
+}
+
+/// Runs abatch once with --stats and reads what it says.
+fn with_stats(server: &MockServer, input: &Path, args: &[&str]) -> Run {
+    with_log(server, input, args).0
+}
+
+/// Runs abatch once with --stats, and returns what they say and what it wrote on stderr.
+fn with_log(server: &MockServer, input: &Path, args: &[&str]) -> (Run, String) {
+    let stats = tempfile::NamedTempFile::new().expect("stats file");
+    let stats_path = stats.path().to_string_lossy().into_owned();
+    let output = Command::new(env!("CARGO_BIN_EXE_abatch"))
+        .args(["--url", &server.url(), "--stats", &stats_path])
+        .args(args)
+        .arg(input)
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .stdout(Stdio::null())
+        .output()
+        .expect("abatch runs");
+    let said = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{args:?} failed: {said}");
+    let text = std::fs::read_to_string(stats.path()).expect("stats written");
+    let stats: serde_json::Value = serde_json::from_str(&text).expect("stats are JSON");
+    let number = |pointer: &str| {
+        stats
+            .pointer(pointer)
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0)
+    };
+    let run = Run {
+        records_per_s: number("/records_per_s"),
+        p99_ms: number("/requests/latency_ms/p99"),
+        requests: number("/requests/count") as u64,
+        too_many: number("/requests/statuses/429") as u64,
+        limit_mean: number("/concurrency/limit_mean"),
+        limit_final: number("/concurrency/limit_final") as u64,
+    };
+    (run, said)
+}
+
+/// (seconds since the start, new limit) for each "concurrency limit A → B" line of a -v log.
+fn limit_changes(log: &str) -> Vec<(f64, usize)> {
+    log.lines()
+        .filter_map(|line| {
+            let (at, rest) = line.trim_start().split_once("s ")?;
+            let (_, change) = rest.split_once("concurrency limit ")?;
+            let (_, to) = change.split_once(" → ")?;
+            let to = to.split(':').next()?;
+            Some((at.parse().ok()?, to.trim().parse().ok()?))
+        })
+        .collect()
 }
 
 /// A server that keeps no log: this process must stay small, because a child's peak memory

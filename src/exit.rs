@@ -37,8 +37,10 @@ impl Exit {
         match self {
             Exit::Success => "every record has a result (or the reader of the output went away)",
             Exit::Aborted => {
-                "aborted: a batch or an invalid input line failed under --on-error abort, an \
-                 input is missing or cannot be read, or an output could not be written"
+                "aborted: a batch or an invalid input line failed under --on-error abort, more \
+                 records failed than --max-errors allows, the server refused the run (401, 403, \
+                 404, 405), an input is missing or cannot be read, or an output could not be \
+                 written"
             }
             Exit::Usage => {
                 "usage error, a file named by a flag (--cacert, -H @FILE) that cannot be read \
