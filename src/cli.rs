@@ -76,8 +76,9 @@ pub struct Cli {
     #[arg(long, value_name = "N", value_parser = parse_tpm, help_heading = "Requests", env = "ABATCH_TPM")]
     pub tpm: Option<NonZeroU64>,
 
-    /// The longest a batch may take from its first attempt to its last answer, waits and
-    /// retries included (--timeout is per attempt); a batch past it goes to --on-error
+    /// The longest a batch may take from its first attempt (once sent) to its last answer,
+    /// waits and retries included (--timeout is per attempt); a batch past it goes to
+    /// --on-error
     #[arg(long, value_name = "DURATION", value_parser = parse_limit, allow_hyphen_values = true, help_heading = "Requests", env = "ABATCH_DEADLINE")]
     pub deadline: Option<Duration>,
 

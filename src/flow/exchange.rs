@@ -103,8 +103,8 @@ struct Request<'r> {
     first: usize,
     whole: usize,
     records: &'r [Record],
-    /// When the batch is past its --deadline.
-    deadline: Option<Instant>,
+    /// When the batch's first attempt was sent: its --deadline counts from there.
+    first_sent: &'r Cell<Option<Instant>>,
 }
 
 impl<'r> Request<'r> {
@@ -128,6 +128,19 @@ impl<'r> Request<'r> {
             format!("{run}-{}-{}..{end}", self.batch, self.first)
         }
     }
+
+    /// When the batch is past `limit` (--deadline), once its first attempt was sent.
+    fn deadline(&self, limit: Option<Duration>) -> Option<Instant> {
+        Some(self.first_sent.get()? + limit?)
+    }
+}
+
+/// Why an attempt was cut short.
+enum Cut {
+    /// The run stopped, after this many attempts (this one included if it was sent).
+    Stopped(Unsent, u32),
+    /// The batch is past its --deadline.
+    Deadline,
 }
 
 impl<'a> Exchanger<'a> {
@@ -193,12 +206,13 @@ impl<'a> Exchanger<'a> {
             batch.flush
         );
         let in_flight = Metrics::count(&metrics.in_flight);
+        let first_sent = Cell::new(None);
         let whole = Request {
             batch: number,
             first: 0,
             whole: records.len(),
             records: &records,
-            deadline: self.deadline.map(|limit| Instant::now() + limit),
+            first_sent: &first_sent,
         };
         let parts = self.parts(whole).await;
         drop(in_flight);
@@ -286,15 +300,16 @@ impl<'a> Exchanger<'a> {
     /// Attempt number `attempt` at sending `body` for `request`: a slot of the limit, the
     /// waits (the shared cooldown, the request rate, the token budget), the exchange, the
     /// answer read by the codec; how it ended and how long it took. Or, when the run stops
-    /// first, why and how many attempts were made. `made` counts the attempt once it is sent.
+    /// first, why and how many attempts were made; or that the batch is past its deadline.
+    /// `made` counts the attempt once it is sent.
     async fn attempt(
         &self,
         request: &Request<'_>,
         body: &Bytes,
         attempt: u32,
         made: &Cell<u32>,
-    ) -> Result<(Result<Answer, Failure>, Duration), (Unsent, u32)> {
-        let unsent = |why| (why, attempt - 1);
+    ) -> Result<(Result<Answer, Failure>, Duration), Cut> {
+        let unsent = |why| Cut::Stopped(why, attempt - 1);
         if let Some(why) = self.stop.no_new_attempts() {
             return Err(unsent(why));
         }
@@ -312,6 +327,10 @@ impl<'a> Exchanger<'a> {
             self.cooldown.wait(self.stop).await.map_err(unsent)?;
         }
         made.set(attempt);
+        if request.first_sent.get().is_none() {
+            request.first_sent.set(Some(Instant::now()));
+        }
+        let deadline = request.deadline(self.deadline);
         if attempt > 1 {
             Metrics::add(&self.metrics.retries, 1);
         }
@@ -325,7 +344,11 @@ impl<'a> Exchanger<'a> {
             biased;
             why = self.stop.in_flight_cancelled() => {
                 measures.attempt_given_up(started.elapsed());
-                return Err((why, attempt));
+                return Err(Cut::Stopped(why, attempt));
+            }
+            () = until(deadline) => {
+                measures.attempt_given_up(started.elapsed());
+                return Err(Cut::Deadline);
             }
             sent = self.client.send(body.clone(), key.as_deref()) => sent,
         };
@@ -401,14 +424,15 @@ impl<'a> Exchanger<'a> {
         let mut last = None;
         let mut attempt = 1;
         loop {
-            let attempted = within(
-                request.deadline,
-                self.attempt(&request, &body, attempt, &made),
-            );
+            // The waits before a retry count against the deadline too.
+            let deadline = request.deadline(self.deadline);
+            let attempted = within(deadline, self.attempt(&request, &body, attempt, &made));
             let (sent, took) = match attempted.await {
                 Some(Ok(ended)) => ended,
-                Some(Err((why, made))) => return Tried::Unsent(why, made),
-                None => return Tried::Failed(self.past_deadline(last), made.get()),
+                Some(Err(Cut::Stopped(why, made))) => return Tried::Unsent(why, made),
+                Some(Err(Cut::Deadline)) | None => {
+                    return Tried::Failed(self.past_deadline(last), made.get());
+                }
             };
             let span = || batch::span(records);
             let ms = took.as_secs_f64() * 1000.0;
@@ -448,7 +472,10 @@ impl<'a> Exchanger<'a> {
                     return Tried::Failed(failure, attempt);
                 }
             };
-            if request.deadline.is_some_and(|d| Instant::now() + wait >= d) {
+            if request
+                .deadline(self.deadline)
+                .is_some_and(|d| Instant::now() + wait >= d)
+            {
                 // The retry could not start in time: no use waiting for it.
                 return Tried::Failed(self.past_deadline(Some(failure)), attempt);
             }
@@ -495,6 +522,14 @@ impl<'a> Exchanger<'a> {
             limit: self.deadline.unwrap_or_default(),
             last: last.map(Box::new),
         }
+    }
+}
+
+/// Resolves at `deadline`, or never.
+async fn until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
