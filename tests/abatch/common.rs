@@ -272,3 +272,11 @@ pub fn stderr_on_a_terminal(
     let status = exit_of(&mut child);
     (status, screen.iter().collect())
 }
+
+/// abatch pointed at `path` on `server`, as an API's own path (/v1/embeddings, /api/embed).
+pub fn abatch_at(server: &MockServer, path: &str) -> Command {
+    let mut cmd = abatch();
+    cmd.arg("--url")
+        .arg(format!("http://{}{path}", server.addr()));
+    cmd
+}
