@@ -12,7 +12,8 @@
 //! - Nothing queued: grow, by half until the first sign of a queue, then by one a window;
 //!   only while the run uses at least half the limit.
 //! - About one attempt queued or more (`limit / 20` for large limits, which latency noise
-//!   would otherwise trip): shrink to what the server serves at once, `limit / r`.
+//!   would otherwise trip), in two windows in a row (or twice that in one): shrink to what
+//!   the server serves at once, `limit / r`.
 //! - An attempt the server refuses as overloaded (429, 503) or that times out shrinks the
 //!   limit at once by a tenth, and at the window's end to the share of attempts that passed,
 //!   never by more than half (so a burst of 429s cannot collapse it).
@@ -123,6 +124,9 @@ pub struct Controller {
     /// Windows in a row at or above the ceiling without a queue: two lift it (the first may
     /// hold too few attempts started above it to tell).
     clean_above: u32,
+    /// Whether the last window saw a queue forming: a small queue must be seen twice in a row
+    /// to count, since a busy machine's own delays look like one for a moment.
+    forming: bool,
 }
 
 #[derive(Default)]
@@ -165,6 +169,7 @@ impl Controller {
             remeasuring: None,
             shrank: now,
             clean_above: 0,
+            forming: false,
         }
     }
 
@@ -269,7 +274,8 @@ impl Controller {
         let r = self.r(window)?;
         let queued = limit * (1.0 - 1.0 / r);
         let queue = (limit * QUEUED_SHARE).max(QUEUED_LEAST);
-        if queued >= queue {
+        let seen_before = std::mem::replace(&mut self.forming, queued >= queue / 2.0);
+        if queued >= 2.0 * queue || (queued >= queue && seen_before) {
             self.slow_start = false;
             self.set_ceiling(now);
             self.shrank = now;
@@ -278,7 +284,7 @@ impl Controller {
         }
         // Only a run that uses the limit learns whether more would pass; a queue forming
         // waits for the next window.
-        if (window.busiest as f64) < limit / 2.0 || queued >= queue / 2.0 {
+        if (window.busiest as f64) < limit / 2.0 || self.forming {
             return None;
         }
         let grown = if self.slow_start {
