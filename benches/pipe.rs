@@ -205,7 +205,7 @@ fn flow_control(dir: &Path, records_1m: &Path, rows: &mut Vec<[String; 4]>) {
         capacity_429: true,
         ..Behavior::default()
     });
-    // Small -c are slow; their rate needs fewer records.
+    // Runs far from the capacity are slow; their rate needs fewer records.
     let (full, few) = (write_records(dir, 40_000), write_records(dir, 4_000));
     for (server, what, batch, least) in [
         (&queueing, "queues beyond", "8", 0.90),
@@ -215,7 +215,7 @@ fn flow_control(dir: &Path, records_1m: &Path, rows: &mut Vec<[String; 4]>) {
         let sweep: Vec<(usize, Run)> = [1, 2, 4, 8, 16, 32, 64]
             .into_iter()
             .map(|c| {
-                let input = if c < 8 { &few } else { &full };
+                let input = if (8..=16).contains(&c) { &full } else { &few };
                 let c_text = c.to_string();
                 (
                     c,

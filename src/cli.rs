@@ -14,7 +14,6 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 use crate::exit::Exit;
-use crate::flow::adapt::Bounds;
 
 /// Send newline-delimited JSON records to an HTTP inference endpoint in batches, and write one
 /// result per record.
@@ -264,13 +263,15 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_delay, allow_hyphen_values = true, help_heading = "Reliability", env = "ABATCH_RETRY_BACKOFF")]
     pub retry_backoff: Duration,
 
-    /// The longest one wait between attempts may be: the backoff stops growing there, and a
-    /// server asking (with Retry-After) to wait longer fails the batch instead (at most 7days)
+    /// The longest one wait between attempts may be: the backoff stops growing there, a
+    /// server asking (with Retry-After) to wait longer fails the batch instead, and no pause
+    /// of every new attempt (after a 429, or rate-limit headers) lasts longer (at most 7days)
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_limit, allow_hyphen_values = true, help_heading = "Reliability", env = "ABATCH_RETRY_MAX_WAIT")]
     pub retry_max_wait: Duration,
 
     /// What a batch (or an invalid input line) that still fails does: stop the run (abort),
-    /// write nothing for its records (skip), or write a null line for each (null)
+    /// write nothing for its records (skip), or write a null line for each (null); a 401,
+    /// 403, 404 or 405, which no record would pass, stops the run under each
     #[arg(long, value_name = "POLICY", value_enum, default_value_t = OnError::Abort, help_heading = "Reliability", env = "ABATCH_ON_ERROR")]
     pub on_error: OnError,
 
@@ -419,6 +420,13 @@ pub enum Concurrency {
     Fixed(NonZeroUsize),
     /// `-c auto:MIN..MAX`: adapts to the server while the run goes.
     Auto(Bounds),
+}
+
+/// `-c auto:MIN..MAX`: the least and the most the limit may be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bounds {
+    pub min: usize,
+    pub max: usize,
 }
 
 /// --max-errors: how many failed records a run may have before it stops.

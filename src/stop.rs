@@ -1,8 +1,9 @@
 //! How a run stops before its input ends, and what each stage is told.
 //!
-//! - A batch that fails under `--on-error abort`, or a first SIGINT or SIGTERM: read no more
-//!   input, start no new attempt (no new batch, no retry, no split half), and end every wait
-//!   (backoff, Retry-After, --rate) at once. Attempts already in flight run to their end.
+//! - A batch that fails under `--on-error abort` (or that stops the run under any policy: a
+//!   401, 403, 404 or 405, or more failures than --max-errors allows), or a first SIGINT or
+//!   SIGTERM: read no more input, start no new attempt (no new batch, no retry, no split
+//!   half), and end every wait (backoff, the shared cooldown, --rate, --tpm) at once. Attempts already in flight run to their end.
 //!   Every record read but not answered goes to the dead letters.
 //! - Once an abort is reported (unless what failed was never sent: an invalid line, a record
 //!   the codec cannot hold), or on a second signal: give up on the attempts in flight
@@ -18,7 +19,8 @@ use crate::exit::Exit;
 /// Why records went unanswered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unsent {
-    /// An earlier batch failed under `--on-error abort`, or the output could not be written.
+    /// An earlier failure stopped the run (see the module's comment), or the output could not
+    /// be written.
     Aborted,
     /// A signal stopped the run.
     Interrupted,
@@ -72,7 +74,7 @@ impl Stop {
         &self.stopping
     }
 
-    /// A batch failed under `--on-error abort`, or the output cannot be written.
+    /// A failure stops the run (see the module's comment), or the output cannot be written.
     pub fn abort(&self) {
         self.stopping.cancel();
     }
@@ -91,6 +93,16 @@ impl Stop {
     pub async fn stopped(&self) -> Unsent {
         self.stopping.cancelled().await;
         self.why()
+    }
+
+    /// Sleeps until `at`, or until the run starts stopping (saying why): every wait before
+    /// an attempt ends at once.
+    pub async fn sleep_until(&self, at: tokio::time::Instant) -> Result<(), Unsent> {
+        tokio::select! {
+            biased;
+            why = self.stopped() => Err(why),
+            () = tokio::time::sleep_until(at) => Ok(()),
+        }
     }
 
     /// Resolves when attempts in flight must be given up, saying why.

@@ -25,14 +25,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::cli::Bounds;
 use crate::flow::limit::Ended;
-
-/// `-c auto:MIN..MAX`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Bounds {
-    pub min: usize,
-    pub max: usize,
-}
 
 /// One attempt, as it ended.
 #[derive(Clone, Copy, Debug)]
@@ -182,10 +176,7 @@ impl Controller {
     pub fn sample(&mut self, sample: Sample) -> Option<Change> {
         let from = self.slots;
         let why = self.decide(sample)?;
-        self.slots = match self.remeasuring {
-            Some(_) => self.clamp(self.limit / 2.0),
-            None => self.clamp(self.limit),
-        };
+        self.slots = self.slots_at(self.limit);
         (self.slots != from).then_some(Change {
             from,
             to: self.slots,
@@ -234,11 +225,7 @@ impl Controller {
             }
             Ended::Failed => {}
         }
-        let enough = match self.remeasuring {
-            Some(_) => self.clamp(self.window.limit_at_start / 2.0),
-            None => self.clamp(self.window.limit_at_start),
-        };
-        if self.window.samples < enough {
+        if self.window.samples < self.slots_at(self.window.limit_at_start) {
             return why;
         }
         let window = std::mem::replace(&mut self.window, Window::starting(self.limit));
@@ -349,6 +336,14 @@ impl Controller {
             probe_after: now + wait,
             wait,
         });
+    }
+
+    /// The slots a limit gives: half of it while remeasuring.
+    fn slots_at(&self, limit: f64) -> usize {
+        match self.remeasuring {
+            Some(_) => self.clamp(limit / 2.0),
+            None => self.clamp(limit),
+        }
     }
 
     fn clamp(&self, limit: f64) -> usize {

@@ -38,11 +38,7 @@ impl Cooldown {
     /// Waits until no cooldown runs, or the run stops (saying why).
     pub async fn wait(&self, stop: &Stop) -> Result<(), Unsent> {
         while let Some(until) = self.until.get().filter(|until| *until > Instant::now()) {
-            tokio::select! {
-                biased;
-                why = stop.stopped() => return Err(why),
-                () = tokio::time::sleep_until(until) => {}
-            }
+            stop.sleep_until(until).await?;
         }
         Ok(())
     }

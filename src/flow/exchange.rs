@@ -326,6 +326,10 @@ impl<'a> Exchanger<'a> {
             // A cooldown may have begun meanwhile.
             self.cooldown.wait(self.stop).await.map_err(unsent)?;
         }
+        let deadline = request.deadline(self.deadline);
+        if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+            return Err(Cut::Deadline);
+        }
         made.set(attempt);
         if request.first_sent.get().is_none() {
             request.first_sent.set(Some(Instant::now()));
@@ -347,7 +351,12 @@ impl<'a> Exchanger<'a> {
                 return Err(Cut::Stopped(why, attempt));
             }
             () = until(deadline) => {
-                measures.attempt_given_up(started.elapsed());
+                // The slowest attempts are the clearest sign of a queue: the limit hears of
+                // this one as of a timeout.
+                let took = started.elapsed();
+                measures.attempt_given_up(took);
+                let in_flight = measures.requests_in_flight() as usize;
+                self.limit.attempt_ended(started.into_std(), took, records, Ended::Overloaded, in_flight);
                 return Err(Cut::Deadline);
             }
             sent = self.client.send(body.clone(), key.as_deref()) => sent,
@@ -377,10 +386,13 @@ impl<'a> Exchanger<'a> {
             Err(failure) => failure.status_or_kind(),
         };
         measures.attempt_finished(took, status);
+        // Requests on their way, this one included (not slots, which attempts also hold
+        // while they wait for the cooldown, the rate or the token budget).
+        let in_flight = measures.requests_in_flight() as usize;
         drop(sent_now);
-        let change = self
-            .limit
-            .attempt_ended(started.into_std(), took, records, ended(&sent));
+        let change =
+            self.limit
+                .attempt_ended(started.into_std(), took, records, ended(&sent), in_flight);
         drop(slot);
         if let Some(change) = change {
             tracing::info!(
@@ -457,7 +469,7 @@ impl<'a> Exchanger<'a> {
                     Err(_) => String::new(),
                 }
             );
-            if let Some(wait) = self.cooldown_after(&failure, &retry) {
+            if let Some(wait) = self.cooldown_after(&failure) {
                 self.pause(wait, &format!("batch {number} got {failure}"));
             }
             let wait = match retry {
@@ -480,22 +492,18 @@ impl<'a> Exchanger<'a> {
                 return Tried::Failed(self.past_deadline(Some(failure)), attempt);
             }
             last = Some(failure);
-            tokio::select! {
-                biased;
-                why = self.stop.stopped() => return Tried::Unsent(why, attempt),
-                () = tokio::time::sleep(wait) => {}
+            if let Err(why) = self.stop.sleep_until(Instant::now() + wait).await {
+                return Tried::Unsent(why, attempt);
             }
             attempt += 1;
         }
     }
 
-    /// How long every new attempt waits after `failure`: a 429 (or a 503 with Retry-After)
-    /// pauses them all for as long as this batch waits before its retry (`retry`).
-    fn cooldown_after(
-        &self,
-        failure: &Failure,
-        retry: &Result<Duration, GiveUp>,
-    ) -> Option<Duration> {
+    /// How long every new attempt waits after `failure`: a 429 or a 503 pauses them all for
+    /// the Retry-After it carries; a 429 without one, for as long as a first retry would wait
+    /// (not this batch's own backoff, which grows with its attempts: one batch retried often
+    /// must not hold the others back for long).
+    fn cooldown_after(&self, failure: &Failure) -> Option<Duration> {
         let Failure::Status {
             status,
             retry_after,
@@ -504,15 +512,9 @@ impl<'a> Exchanger<'a> {
         else {
             return None;
         };
-        match (status.as_u16(), retry) {
-            (429 | 503, Err(GiveUp::WaitTooLong(asked))) => Some(asked.wait),
-            (503, _) => retry_after.as_ref().map(|asked| asked.wait),
-            (429, Ok(wait)) => Some(*wait),
-            (429, Err(GiveUp::Done)) => Some(
-                retry_after
-                    .as_ref()
-                    .map_or(self.policy.backoff, |asked| asked.wait),
-            ),
+        match (status.as_u16(), retry_after) {
+            (429 | 503, Some(asked)) => Some(asked.wait),
+            (429, None) => Some(self.policy.backoff.mul_f64(fastrand::f64())),
             _ => None,
         }
     }
@@ -553,10 +555,12 @@ fn ended(sent: &Result<Answer, Failure>) -> Ended {
     match sent {
         Ok(_) | Err(Failure::Response { .. }) => Ended::Answered,
         Err(Failure::Timeout(_)) => Ended::Overloaded,
-        Err(failure) => match failure.status().map(|s| s.as_u16()) {
-            Some(429 | 503) => Ended::Overloaded,
-            _ => Ended::Failed,
-        },
+        // Only the refusal itself: a batch past its deadline or told to wait too long was
+        // heard of at its attempts. A gateway's timeout (504) is a timeout.
+        Err(Failure::Status { status, .. }) if matches!(status.as_u16(), 429 | 503 | 504) => {
+            Ended::Overloaded
+        }
+        Err(_) => Ended::Failed,
     }
 }
 

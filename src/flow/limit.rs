@@ -31,9 +31,10 @@ pub struct Slot<'a> {
 /// How an attempt ended, as far as the limit cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ended {
-    /// An answer came (any status but those below).
+    /// A 2xx answer came (read, or not readable by the codec).
     Answered,
-    /// The server said it is overloaded (429, 503), or the attempt timed out.
+    /// The server said it is overloaded (429, 503, a gateway's 504), or the attempt timed out
+    /// (--timeout, or cut by --deadline).
     Overloaded,
     /// Anything else: no answer, a refusal for other reasons, a refused certificate.
     Failed,
@@ -99,19 +100,21 @@ impl Limit {
     }
 
     /// Slots taken now.
+    #[cfg(test)]
     pub fn in_use(&self) -> usize {
         self.taken.get()
     }
 
-    /// Told of each attempt as it ends (its slot still taken): `took` from `started`, for
-    /// `records` records. A fixed limit does not change; an adaptive one decides its next
-    /// size here, and says so.
+    /// Told of each attempt as it ends: `took` from `started`, for `records` records, with
+    /// `in_flight` requests on their way (itself included). A fixed limit does not change; an
+    /// adaptive one decides its next size here, and says so.
     pub fn attempt_ended(
         &self,
         started: Instant,
         took: Duration,
         records: usize,
         ended: Ended,
+        in_flight: usize,
     ) -> Option<Change> {
         let mut controller = self.controller.as_ref()?.borrow_mut();
         let change = controller.sample(Sample {
@@ -119,7 +122,7 @@ impl Limit {
             took,
             records,
             ended,
-            in_flight: self.in_use(),
+            in_flight,
         });
         if change.is_some() {
             self.resize(controller.slots());

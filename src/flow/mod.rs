@@ -1,6 +1,7 @@
 //! Flow control: how a batch becomes an outcome. Every attempt (a first try, a retry, a split
-//! half) takes a slot from the concurrency [`limit`] and waits for the request rate
-//! ([`pace`]); the [`retry`] policy says what to try again and when; [`exchange`] puts them
+//! half) takes a slot from the concurrency [`limit`] (sized by [`adapt`] under `-c auto`),
+//! waits out the shared [`cooldown`], the request rate ([`pace`]) and the token budget
+//! ([`tokens`]); the [`retry`] policy says what to try again and when; [`exchange`] puts them
 //! together for one batch.
 
 pub mod adapt;

@@ -36,11 +36,8 @@ impl Pace {
         while let Err(not_until) = limiter.check() {
             let wait = not_until.wait_time_from(clock.now());
             tracing::debug!("--rate: waiting {:.1} ms", wait.as_secs_f64() * 1000.0);
-            tokio::select! {
-                biased;
-                why = stop.stopped() => return Err(why),
-                () = tokio::time::sleep(wait.max(Duration::from_micros(100))) => {}
-            }
+            let wait = wait.max(Duration::from_micros(100));
+            stop.sleep_until(tokio::time::Instant::now() + wait).await?;
         }
         Ok(())
     }

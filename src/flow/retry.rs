@@ -65,11 +65,15 @@ impl Policy {
     /// two halves: always for 413 (too large), and with --split-on-error for any other 4xx the
     /// retry policy gives up on.
     pub fn splits(&self, failure: &Failure) -> bool {
-        match failure.status() {
-            Some(StatusCode::PAYLOAD_TOO_LARGE) => true,
-            Some(_) if failure.fatal().is_some() => false,
-            Some(status) => self.split && status.is_client_error() && !retryable(failure),
-            None => false,
+        // Only a refusal itself: not a batch past its deadline or told to wait too long,
+        // whose last attempt was refused.
+        let Failure::Status { status, .. } = failure else {
+            return false;
+        };
+        match *status {
+            StatusCode::PAYLOAD_TOO_LARGE => true,
+            _ if failure.fatal().is_some() => false,
+            status => self.split && status.is_client_error() && !retryable(failure),
         }
     }
 }

@@ -20,6 +20,8 @@ pub struct Budget {
 
 /// Bytes of text per token, by OpenAI's rule of thumb.
 const BYTES_PER_TOKEN: usize = 4;
+/// The most a count from the server can add to the wait.
+const MOST_DEBT: Duration = Duration::from_secs(60);
 
 impl Budget {
     pub fn new(per_minute: u64) -> Budget {
@@ -43,11 +45,13 @@ impl Budget {
     }
 
     /// The server counted `counted` tokens for a request reserved as `estimated`: later
-    /// requests start later (or earlier, but never before `now`) by the difference.
+    /// requests start later (or earlier, but never before `now`) by the difference. A count
+    /// no budget could pay within a minute is taken as a minute's worth: a server's word
+    /// never stalls the run for longer.
     pub fn correct(&self, estimated: u64, counted: u64, now: Instant) {
         let Some(next) = self.next.get() else { return };
         let next = if counted >= estimated {
-            next + self.cost(counted - estimated)
+            (next + self.cost(counted - estimated)).min(next.max(now) + MOST_DEBT)
         } else {
             next.checked_sub(self.cost(estimated - counted))
                 .unwrap_or(now)
@@ -65,11 +69,7 @@ impl Budget {
                 (start - Instant::now()).as_secs_f64() * 1000.0
             );
         }
-        tokio::select! {
-            biased;
-            why = stop.stopped() => Err(why),
-            () = tokio::time::sleep_until(start) => Ok(()),
-        }
+        stop.sleep_until(start).await
     }
 
     fn cost(&self, tokens: u64) -> Duration {
@@ -112,6 +112,9 @@ mod tests {
         budget.correct(1, 1, start);
         budget.correct(1000, 0, start);
         assert_eq!(budget.reserve(1, start), start);
+        // A server that claims a billion tokens holds the next start back a minute at most.
+        budget.correct(1, 1_000_000_000, start);
+        assert!(budget.reserve(1, start) - start <= Duration::from_secs(61));
     }
 
     #[test]

@@ -163,10 +163,13 @@ impl<'a> Router<'a> {
         Metrics::add(&self.metrics.failed, n);
         let status = failure.status().map(|s| s.as_u16());
         let letters = dead_letters(records, &failure.to_string(), status, attempts);
-        let stops = match (self.on_error, failure.fatal()) {
-            (OnError::Abort, _) => Some(Stopped::Abort),
-            (_, Some(advice)) => Some(Stopped::Refused(advice)),
-            _ => self.over_budget(),
+        let stops = match (failure.fatal(), self.on_error) {
+            (Some(advice), _) => Some(Stopped::Refused {
+                status: status.unwrap_or_default(),
+                advice,
+            }),
+            (None, OnError::Abort) => Some(Stopped::Abort),
+            (None, _) => self.over_budget(),
         };
         match (self.on_error, stops) {
             (_, Some(stopped)) => {
@@ -176,7 +179,8 @@ impl<'a> Router<'a> {
                 if !matches!(failure, Failure::Line(_) | Failure::Record(_)) {
                     self.stop.cancel_in_flight();
                 }
-                // Under null, these records still get their line: the gap comes after them.
+                // Under null, these records still get their line, unless a gap came before
+                // them (with --ordered, an earlier batch left unsent when the run stopped).
                 if self.on_error == OnError::Null && self.gap.is_none() {
                     self.write(Lines::Nulls(n)).await;
                 }

@@ -17,8 +17,8 @@ use crate::report::{Metrics, say};
 pub enum Stopped {
     /// --on-error abort.
     Abort,
-    /// A refusal no record would pass (401, 403, 404, 405): what is likely wrong.
-    Refused(&'static str),
+    /// A refusal no record would pass (401, 403, 404, 405), and what is likely wrong.
+    Refused { status: u16, advice: &'static str },
     /// More records failed than --max-errors allows: `failed` of `judged`.
     Budget {
         failed: u64,
@@ -31,7 +31,9 @@ impl std::fmt::Display for Stopped {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Stopped::Abort => Ok(()),
-            Stopped::Refused(advice) => write!(f, "stopped: {advice}"),
+            Stopped::Refused { status, advice } => {
+                write!(f, "stopped: HTTP {status}: {advice}")
+            }
             Stopped::Budget {
                 failed,
                 judged,
@@ -83,7 +85,7 @@ pub fn conclude(display: &Display, concurrency: usize, ending: Ending) -> Exit {
         Exit::Success
     };
     if let Some(first) = ending.first_failure {
-        let label = if ending.stopped.is_some() {
+        let label = if ending.stopped == Some(Stopped::Abort) {
             ""
         } else {
             "first failure: "

@@ -63,9 +63,9 @@ impl Metrics {
     pub fn tokens(&self, usage: Usage) {
         let sum = self.tokens.get().unwrap_or_default();
         self.tokens.set(Some(Usage {
-            prompt: sum.prompt + usage.prompt,
-            completion: sum.completion + usage.completion,
-            total: sum.total + usage.total,
+            prompt: sum.prompt.saturating_add(usage.prompt),
+            completion: sum.completion.saturating_add(usage.completion),
+            total: sum.total.saturating_add(usage.total),
         }));
     }
 

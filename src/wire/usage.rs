@@ -30,14 +30,17 @@ struct OpenAi {
 /// (no such member in their text) cost one search.
 pub fn usage(body: &[u8]) -> Option<Usage> {
     let mentions = |word: &[u8]| memchr::memmem::find(body, word).is_some();
-    if !mentions(b"\"usage\"") && !mentions(b"eval_count\"") {
+    let object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if !object || (!mentions(b"\"usage\"") && !mentions(b"eval_count\"")) {
         return None;
     }
     let answer: Answer = serde_json::from_slice(body).ok()?;
     if let Some(usage) = answer.usage {
         let prompt = usage.prompt_tokens.unwrap_or(0);
         let completion = usage.completion_tokens.unwrap_or(0);
-        let total = usage.total_tokens.unwrap_or(prompt + completion);
+        let total = usage
+            .total_tokens
+            .unwrap_or_else(|| prompt.saturating_add(completion));
         return Some(Usage {
             prompt,
             completion,
@@ -52,7 +55,7 @@ pub fn usage(body: &[u8]) -> Option<Usage> {
     Some(Usage {
         prompt,
         completion,
-        total: prompt + completion,
+        total: prompt.saturating_add(completion),
     })
 }
 
@@ -88,5 +91,11 @@ mod tests {
         assert_eq!(usage(br#"{"usage":"lots"}"#), None);
         assert_eq!(usage(br#"{"usage":{"prompt_tokens":-1}}"#), None);
         assert_eq!(usage(b"not json \"usage\""), None);
+        assert_eq!(usage(br#"[1, 2, {"usage": 3}]"#), None);
+        let huge = format!(
+            r#"{{"usage":{{"prompt_tokens":{0},"completion_tokens":{0}}}}}"#,
+            u64::MAX
+        );
+        assert_eq!(usage(huge.as_bytes()).map(|u| u.total), Some(u64::MAX));
     }
 }

@@ -350,17 +350,21 @@ fn max_errors_needs_skip_or_null() {
     assert!(server.requests().is_empty());
 }
 
-/// 401, 403, 404 and 405 say something is wrong with the run, not the records: under skip,
-/// with retries and --split-on-error, the run stops at once (exit 1) with advice, no request
-/// is retried or split, and the dead letters carry the status.
+/// 401, 403, 404 and 405 say something is wrong with the run, not the records: under skip
+/// and abort, with retries and --split-on-error, the run stops at once (exit 1) with advice,
+/// no request is retried or split, and the dead letters carry the status.
 #[test]
 fn refusals_no_record_passes_stop_the_run_at_once() {
-    for (status, advice) in [
+    let cases = [
         (401, "credentials"),
         (403, "credentials"),
         (404, "path"),
         (405, "path"),
-    ] {
+    ];
+    for ((status, advice), policy) in cases
+        .into_iter()
+        .flat_map(|case| ["skip", "abort"].map(|policy| (case, policy)))
+    {
         let server = server(Behavior {
             status: Some(status),
             ..Behavior::default()
@@ -372,7 +376,7 @@ fn refusals_no_record_passes_stop_the_run_at_once() {
                 "-c",
                 "3",
                 "--on-error",
-                "skip",
+                policy,
                 "--split-on-error",
             ])
             .args(["--retries", "5", "--retry-backoff", "1ms"])
@@ -385,8 +389,11 @@ fn refusals_no_record_passes_stop_the_run_at_once() {
             .messages
             .iter()
             .find(|m| m.starts_with("abatch: stopped: "))
-            .unwrap_or_else(|| panic!("{status}: {stderr:#?}"));
-        assert!(stopped.contains(advice), "{status}: {stopped}");
+            .unwrap_or_else(|| panic!("{status} {policy}: {stderr:#?}"));
+        assert!(
+            stopped.contains(advice) && stopped.contains(&format!("HTTP {status}")),
+            "{status} {policy}: {stopped}"
+        );
         let sizes = sizes(&server);
         assert!(
             sizes.len() <= 3 && sizes.iter().all(|n| *n == 4),

@@ -2,7 +2,9 @@
 
 mod common;
 
+mod adaptive;
 mod batching;
+mod budgets;
 mod concurrency;
 mod display;
 mod docs;
