@@ -21,7 +21,11 @@
 //!   and probes above it only now and then, the wait doubling (1 s to 16 s) while probes keep
 //!   failing at the same ceiling. A server sees few 429s, and few requests wait in its queue.
 //! - Every 10 s the best latencies are measured again, for one window at half the limit, so
-//!   that a queue that never drains cannot pass for the server's best.
+//!   that a queue that never drains cannot pass for the server's best; they may rise by a
+//!   quarter at most each time (a server that has just lost capacity may queue even then).
+//! - A rise of less than half a millisecond an attempt is taken for noise: a fast server's
+//!   latency moves that much with the machine's load, queue or no queue; and a window whose
+//!   attempts took 2 ms or less on average shows no queue worth shrinking for.
 
 use std::time::{Duration, Instant};
 
@@ -86,6 +90,12 @@ const REMEASURE_EVERY: Duration = Duration::from_secs(10);
 /// The first wait before probing above a ceiling, and the longest.
 const PROBE_FIRST: Duration = Duration::from_secs(1);
 const PROBE_MOST: Duration = Duration::from_secs(16);
+/// A rise in an attempt's latency this small is noise, not a queue.
+const NOISE: Duration = Duration::from_micros(500);
+/// A server whose attempts take this long or less has no queue worth shrinking for.
+const FAST: Duration = Duration::from_millis(2);
+/// How much the best latency of a size class may rise at each remeasure.
+const BEST_RISES_AT_MOST: f64 = 1.25;
 /// Growth a window until the first sign of a queue: by half, so that the window that
 /// finds the server's capacity overshoots it by a third at most.
 const SLOW_START: f64 = 1.5;
@@ -127,8 +137,10 @@ pub struct Controller {
 struct Window {
     samples: usize,
     overloaded: usize,
-    /// Per size class: the sum of per-record latencies and how many.
-    latency: [(f64, usize); CLASSES],
+    /// Per size class: the sum of per-record latencies, of records, and how many attempts.
+    latency: [(f64, usize, usize); CLASSES],
+    /// The answered attempts' latencies, summed (seconds).
+    took: f64,
     /// Most attempts in flight seen.
     busiest: usize,
     /// The limit when the window began, and whether it shrank at once already.
@@ -137,10 +149,13 @@ struct Window {
 }
 
 /// The limit at which the server last showed it had enough, and when to probe above it.
+/// Lifted once the limit passed it without a sign, but kept: a sign near it again is the
+/// same knee found again, and waits longer before the next probe.
 struct Ceiling {
     at: f64,
     probe_after: Instant,
     wait: Duration,
+    lifted: bool,
 }
 
 impl Controller {
@@ -221,7 +236,9 @@ impl Controller {
             Ended::Answered => {
                 let class = &mut window.latency[class(sample.records)];
                 class.0 += sample.took.as_secs_f64() / sample.records.max(1) as f64;
-                class.1 += 1;
+                class.1 += sample.records.max(1);
+                class.2 += 1;
+                window.took += sample.took.as_secs_f64();
             }
             Ended::Failed => {}
         }
@@ -230,8 +247,16 @@ impl Controller {
         }
         let window = std::mem::replace(&mut self.window, Window::starting(self.limit));
         if self.remeasuring.take().is_some() {
-            self.best = [None; CLASSES];
+            // The best may rise (a server grown slower), but by a quarter at most each time:
+            // half the limit may still be more than a server that has just shrunk can serve,
+            // and its queue must not pass for its best.
+            let before = std::mem::replace(&mut self.best, [None; CLASSES]);
             self.r(&window);
+            for (best, before) in self.best.iter_mut().zip(before) {
+                if let (Some(best), Some(before)) = (best.as_mut(), before) {
+                    *best = best.min(before * BEST_RISES_AT_MOST);
+                }
+            }
             self.measured = now;
             return Some(Why::Remeasured);
         }
@@ -259,14 +284,22 @@ impl Controller {
             });
         }
         let r = self.r(window)?;
+        let answered: usize = window.latency.iter().map(|class| class.2).sum();
+        // A server that answers this fast has no queue worth a smaller limit: what slows it
+        // is the machine's own load, which fewer requests at once would only make costlier
+        // per record.
+        let fast = window.took / answered.max(1) as f64 <= FAST.as_secs_f64();
+        let r = if fast { 1.0 } else { r };
         let queued = limit * (1.0 - 1.0 / r);
         let queue = (limit * QUEUED_SHARE).max(QUEUED_LEAST);
         let seen_before = std::mem::replace(&mut self.forming, queued >= queue / 2.0);
         if queued >= 2.0 * queue || (queued >= queue && seen_before) {
             self.slow_start = false;
-            self.set_ceiling(now);
+            // What the server serves at once; the queue starts one beyond.
+            let serves = (limit / r).max(limit / 2.0).max(self.bounds.min as f64);
+            self.ceiling_at(serves.floor() + 1.0, now);
             self.shrank = now;
-            self.limit = (limit / r).max(limit / 2.0).max(self.bounds.min as f64);
+            self.limit = serves;
             return Some(Why::Queueing { r });
         }
         // Only a run that uses the limit learns whether more would pass; a queue forming
@@ -284,17 +317,21 @@ impl Controller {
     }
 
     /// The window's mean per-record latency over the best, weighing each size class by its
-    /// attempts; each class's best takes the window's mean when it is lower (or first).
+    /// attempts; each class's best takes the window's mean when it is lower (or first). A
+    /// rise of less than [`NOISE`] an attempt is no rise: a fast server's latency moves that
+    /// much with the machine's load, queue or no queue.
     fn r(&mut self, window: &Window) -> Option<f64> {
         let (mut weighted, mut answered) = (0.0, 0);
-        for (best, (sum, n)) in self.best.iter_mut().zip(window.latency) {
+        for (best, (sum, records, n)) in self.best.iter_mut().zip(window.latency) {
             if n == 0 {
                 continue;
             }
             let mean = sum / n as f64;
             let least = best.map_or(mean, |b| b.min(mean));
             *best = Some(least);
-            weighted += n as f64 * if least > 0.0 { mean / least } else { 1.0 };
+            let noise = NOISE.as_secs_f64() * n as f64 / records as f64;
+            let rise = (mean - least - noise).max(0.0);
+            weighted += n as f64 * if least > 0.0 { 1.0 + rise / least } else { 1.0 };
             answered += n;
         }
         (answered > 0).then(|| (weighted / answered as f64).max(1.0))
@@ -306,10 +343,15 @@ impl Controller {
         let Some(ceiling) = &self.ceiling else {
             return grown;
         };
+        if ceiling.lifted {
+            return grown;
+        }
         if self.limit >= ceiling.at {
             self.clean_above += 1;
             if self.clean_above >= 2 {
-                self.ceiling = None;
+                if let Some(ceiling) = &mut self.ceiling {
+                    ceiling.lifted = true;
+                }
                 return grown;
             }
             return self.limit;
@@ -325,9 +367,19 @@ impl Controller {
     /// The server showed it had enough at the limit now: a ceiling there, probed again
     /// after a wait that doubles while probes keep failing at the same ceiling.
     fn set_ceiling(&mut self, now: Instant) {
-        let at = self.limit.floor().max(self.bounds.min as f64);
+        self.ceiling_at(self.limit.floor(), now);
+    }
+
+    /// A ceiling at `at`, probed after a wait that doubles while probes keep failing there.
+    fn ceiling_at(&mut self, at: f64, now: Instant) {
+        let at = at.max(self.bounds.min as f64);
+        // Near the last ceiling, even one lifted since: the same knee, found again.
         let wait = match &self.ceiling {
-            Some(ceiling) if at >= ceiling.at => (ceiling.wait * 2).min(PROBE_MOST),
+            Some(ceiling)
+                if at >= ceiling.at - (ceiling.at * 0.1).max(2.0) && at <= ceiling.at + 2.0 =>
+            {
+                (ceiling.wait * 2).min(PROBE_MOST)
+            }
             _ => PROBE_FIRST,
         };
         self.clean_above = 0;
@@ -335,6 +387,7 @@ impl Controller {
             at,
             probe_after: now + wait,
             wait,
+            lifted: false,
         });
     }
 
@@ -488,7 +541,7 @@ mod tests {
         let (trace, _, _) = simulate(&mut controller, &server, start, span);
         let settled = mean_slots(&trace, span, Duration::from_secs(20));
         assert!(
-            (15.5..=18.0).contains(&settled),
+            (15.0..=18.0).contains(&settled),
             "settled at {settled:.1}: {trace:?}"
         );
         let reached = trace.iter().find(|(_, slots)| *slots >= 16).map(|t| t.0);
@@ -558,7 +611,7 @@ mod tests {
         };
         let (trace, _, _) = simulate(&mut controller, &server, start, span);
         let after = mean_slots(&trace, span, Duration::from_secs(8));
-        assert!((8.0..=14.0).contains(&after), "after the drop: {after:.1}");
+        assert!((7.0..=12.0).contains(&after), "after the drop: {after:.1}");
     }
 
     #[test]
@@ -582,6 +635,25 @@ mod tests {
         let (trace, _, _) = simulate(&mut controller, &refusing, later, Duration::from_secs(5));
         assert!(trace.iter().all(|(_, s)| (3..=10).contains(s)), "{trace:?}");
         assert_eq!(controller.slots(), 3);
+    }
+
+    /// Against a server that answers in a fraction of a millisecond, slower the more requests
+    /// the machine handles at once (its CPU, not a queue), the limit does not sink: fewer
+    /// requests at once would only cost more CPU per record.
+    #[test]
+    fn a_fast_servers_load_is_not_a_queue() {
+        let (mut controller, start) = auto(1, 64);
+        let mut at = start;
+        for _ in 0..5000 {
+            let in_flight = controller.slots();
+            let took = Duration::from_micros(30 * in_flight as u64);
+            controller.sample(Sample {
+                in_flight,
+                ..answered(at, took, 32)
+            });
+            at += took / in_flight as u32;
+        }
+        assert!(controller.slots() >= 32, "sank to {}", controller.slots());
     }
 
     #[test]

@@ -91,8 +91,11 @@ impl Limit {
 
     /// Changes the number of slots (at least one); attempts in flight keep theirs.
     pub fn resize(&self, size: usize) {
+        let grown = size.max(1).saturating_sub(self.size.get());
         self.size.set(size.max(1));
-        self.freed.notify_waiters();
+        for _ in 0..grown {
+            self.freed.notify_one();
+        }
     }
 
     pub fn size(&self) -> usize {
@@ -135,7 +138,9 @@ impl Drop for Slot<'_> {
     fn drop(&mut self) {
         let limit = self.limit;
         limit.taken.set(limit.taken.get() - 1);
-        limit.freed.notify_waiters();
+        // One slot for one waiter: waking them all would cost each release as many wake-ups
+        // as batches wait (up to the most under -c auto).
+        limit.freed.notify_one();
     }
 }
 
