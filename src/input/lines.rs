@@ -1,13 +1,17 @@
-//! One input's bytes → lines → records with their file and line: a byte order mark skipped,
+//! One input's bytes (decompressed, see `decode.rs`) → lines → records with their file and
+//! line: a byte order mark skipped,
 //! blank lines counted but skipped, CRLF accepted, each line checked to be one JSON value (one
 //! that is not becomes an invalid record with its raw text), --max-line-bytes enforced.
 
+use std::cell::Cell;
 use std::io::{self, BufRead, BufReader, Read};
+use std::rc::Rc;
 
 use anyhow::anyhow;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
+use super::decode::{self, Format};
 use super::source::{Source, is_stopping};
 use super::{Location, Pending, Record};
 
@@ -33,13 +37,30 @@ pub fn read_one(
     pending: &mut Pending,
 ) -> anyhow::Result<Ended> {
     let name = source.name().clone();
-    let mut reader = BufReader::with_capacity(READ_BUFFER, source.stoppable(stop));
+    let decoded =
+        decode::decoded(source.stoppable(stop)).map_err(|e| anyhow!("{name}: cannot read: {e}"))?;
+    let format = decoded.format;
+    let mut reader = BufReader::with_capacity(READ_BUFFER, decoded.text);
     let mut line = Vec::new();
     let mut number = 0u64;
     let mut first_value = true;
     // Bytes taken from this input: each record counts those since the record before it, blank
-    // lines, a byte order mark and line endings included, for the progress display.
-    let mut bytes = Bytes::default();
+    // lines, a byte order mark and line endings included, for the progress display; of a
+    // compressed input, the compressed bytes, which its size on disk measures.
+    let mut bytes = Bytes {
+        compressed: (format != Format::Plain).then_some(decoded.taken),
+        ..Bytes::default()
+    };
+    // A read of line `number` failed: of a compressed input, most likely a corrupt or
+    // truncated stream.
+    let failed = |e: io::Error, number: u64| match format {
+        Format::Plain => anyhow!("{name}:{number}: cannot read: {e}"),
+        _ => anyhow!(
+            "{name}: cannot decompress ({format}) after line {}: {e}; the file may be \
+             truncated or corrupt",
+            number - 1
+        ),
+    };
     loop {
         let next_read_may_block = memchr::memchr(b'\n', reader.buffer()).is_none();
         if (pending.is_full() || next_read_may_block) && !pending.hand_over() {
@@ -67,7 +88,7 @@ pub fn read_one(
                 }
                 return Ok(Ended::Stopped);
             }
-            Err(e) => return Err(anyhow!("{at}: cannot read: {e}")),
+            Err(e) => return Err(failed(e, number)),
         };
         if read == 0 {
             return Ok(Ended::Input);
@@ -96,7 +117,7 @@ pub fn read_one(
             match skipped {
                 Ok(_) => continue,
                 Err(e) if is_stopping(&e) => return Ok(Ended::Stopped),
-                Err(e) => return Err(anyhow!("{at}: cannot read: {e}")),
+                Err(e) => return Err(failed(e, at.line)),
             }
         }
         if is_blank(content) {
@@ -121,6 +142,8 @@ pub fn read_one(
 struct Bytes {
     taken: u64,
     counted: u64,
+    /// Of a compressed input, the compressed bytes taken, which count instead.
+    compressed: Option<Rc<Cell<u64>>>,
 }
 
 impl Bytes {
@@ -130,8 +153,9 @@ impl Bytes {
 
     /// The bytes a record stands for: those taken since the record before it.
     fn record(&mut self) -> u64 {
-        let since = self.taken - self.counted;
-        self.counted = self.taken;
+        let taken = self.compressed.as_ref().map_or(self.taken, |c| c.get());
+        let since = taken - self.counted;
+        self.counted = taken;
         since
     }
 }
@@ -375,5 +399,25 @@ mod tests {
         let ended = read_one(source, 100, &stop, &mut Pending::new(&mut send)).unwrap();
         assert_eq!(ended, Ended::Stopped);
         assert!(chunks.is_empty());
+    }
+
+    /// A compressed input's records stand for the compressed bytes, which its size on disk
+    /// measures, so that the progress display's percentage stays true.
+    #[test]
+    fn records_of_a_compressed_input_count_its_compressed_bytes() {
+        use super::super::decode::{Format, tests::compressed};
+        let text: String = (0..3000).map(|i| format!("{{\"id\":{i}}}\n\n")).collect();
+        for format in [Format::Gzip, Format::Zstd, Format::Bzip2, Format::Xz] {
+            let data = compressed(text.as_bytes(), format);
+            let records: Vec<Record> = records_of(&data, 1 << 20)
+                .into_iter()
+                .map(|r| r.unwrap())
+                .collect();
+            assert_eq!(records.len(), 3000, "{format}");
+            // Line numbers are those of the decompressed text, blank lines counted.
+            assert_eq!(records[2999].at.line, 5999, "{format}");
+            let bytes: u64 = records.iter().map(|r| r.bytes).sum();
+            assert_eq!(bytes, data.len() as u64, "{format}");
+        }
     }
 }

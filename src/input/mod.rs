@@ -22,6 +22,7 @@ use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod decode;
 mod lines;
 mod source;
 

@@ -1,7 +1,7 @@
 //! The inputs, opened before anything is sent or written: a file or stdin, its name, and its
 //! size when it is a regular file, which the progress display measures against.
-//! Reads give up, taking nothing more, once the run is stopping. (Decoders and byte-range
-//! shards belong here, as wrappers of a source.)
+//! Reads give up, taking nothing more, once the run is stopping. (Byte-range shards belong
+//! here, as wrappers of a source; decoders are in `decode.rs`.)
 
 use std::fmt;
 use std::fs::File;
