@@ -182,10 +182,55 @@ fn main() {
             large.peak_rss_mib * 1.048_576 < 40.0 && large.peak_rss_mib < small.peak_rss_mib * 1.25,
         ),
     ]);
+    compressed_input(&server, &records_1m, &mut rows);
     drop(server);
 
     flow_control(dir.path(), &records_1m, &mut rows);
     print_table(&rows);
+}
+
+/// Reading a compressed file against decompressing it with its own tool into a pipe, both in
+/// CPU (the pipe's: the tool's and abatch's together). Skipped where the tool is missing.
+fn compressed_input(server: &MockServer, records_1m: &Path, rows: &mut Vec<[String; 4]>) {
+    for (tool, compress, extension) in [("zcat", "gzip", "gz"), ("zstd -dc", "zstd", "zst")] {
+        let packed = records_1m.with_extension(format!("jsonl.{extension}"));
+        let made = Command::new(compress)
+            .args(["-q", "-k", "-f"])
+            .arg(records_1m)
+            .status()
+            .is_ok_and(|s| s.success())
+            && std::fs::rename(
+                records_1m.with_extension(format!("jsonl.{extension}")),
+                &packed,
+            )
+            .is_ok();
+        if !made {
+            eprintln!("no {compress} command: its comparison is skipped");
+            continue;
+        }
+        let direct = best_of(3, || abatch(server, &packed, &["-c", "8"]));
+        let piped = best_of(3, || {
+            let mut cmd = Command::new("bash");
+            cmd.arg("-c").arg(format!(
+                "{tool} '{}' | '{}' --url '{}' --quiet -c 8",
+                packed.display(),
+                env!("CARGO_BIN_EXE_abatch"),
+                server.url()
+            ));
+            measure(cmd)
+        });
+        let ratio = direct.cpu.as_secs_f64() / piped.cpu.as_secs_f64();
+        rows.push([
+            format!("CPU per 1M records from a .{extension} file, against {tool} FILE | abatch"),
+            format!(
+                "{:.2} vs {:.2} s CPU = {ratio:.2}×",
+                direct.cpu.as_secs_f64(),
+                piped.cpu.as_secs_f64()
+            ),
+            "≤ 1.2×".into(),
+            verdict(ratio <= 1.2),
+        ]);
+    }
 }
 
 /// `-c auto` against servers of 16 workers (queueing, or answering 429 beyond), against the
