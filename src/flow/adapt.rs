@@ -11,9 +11,9 @@
 //!   limit less what the server serves at once).
 //! - Nothing queued: grow, by half until the first sign of a queue, then by one a window;
 //!   only while the run uses at least half the limit.
-//! - About one attempt queued or more (`limit / 20` for large limits, which latency noise
-//!   would otherwise trip), in two windows in a row (or twice that in one): shrink to what
-//!   the server serves at once, `limit / r`.
+//! - Half an attempt queued or more on average (`limit / 50` for large limits, which latency
+//!   noise would otherwise trip), in two windows in a row (or twice that in one): shrink to
+//!   what the server serves at once, `limit / r`.
 //! - An attempt the server refuses as overloaded (429, 503) or that times out shrinks the
 //!   limit at once by a tenth, and at the window's end to the share of attempts that passed,
 //!   never by more than half (so a burst of 429s cannot collapse it).
@@ -101,10 +101,10 @@ const BEST_RISES_AT_MOST: f64 = 1.25;
 const SLOW_START: f64 = 1.5;
 /// The shrink at the first overloaded attempt of a window.
 const OVERLOAD_AT_ONCE: f64 = 0.9;
-/// Attempts queued in the server that count as a queue: about one, or a share of large
+/// Attempts queued in the server that count as a queue: half of one, or a share of large
 /// limits, whose window means latency noise moves more.
-const QUEUED_LEAST: f64 = 0.75;
-const QUEUED_SHARE: f64 = 0.05;
+const QUEUED_LEAST: f64 = 0.5;
+const QUEUED_SHARE: f64 = 0.02;
 
 pub struct Controller {
     bounds: Bounds,
@@ -292,6 +292,12 @@ impl Controller {
         let r = if fast { 1.0 } else { r };
         let queued = limit * (1.0 - 1.0 / r);
         let queue = (limit * QUEUED_SHARE).max(QUEUED_LEAST);
+        tracing::debug!(
+            "concurrency window: limit {limit:.1}, latency {r:.3}× its best, {queued:.2} queued, \
+             {} answered{}",
+            answered,
+            if fast { ", a fast server" } else { "" }
+        );
         let seen_before = std::mem::replace(&mut self.forming, queued >= queue / 2.0);
         if queued >= 2.0 * queue || (queued >= queue && seen_before) {
             self.slow_start = false;
