@@ -104,34 +104,22 @@ impl<R: Read> Read for Counted<R> {
 }
 
 #[cfg(test)]
+#[path = "../../tests/shared/compress.rs"]
+mod compress;
+
+#[cfg(test)]
 pub mod tests {
     use super::*;
-    use std::io::Write;
 
-    /// `text` compressed as `format`, with a checksum where the format makes it optional
-    /// (zstd, as its command does by default).
+    /// `text` compressed as `format`.
     pub fn compressed(text: &[u8], format: Format) -> Vec<u8> {
-        let written = match format {
-            Format::Plain => Ok(text.to_vec()),
-            Format::Gzip => {
-                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                e.write_all(text).and_then(|()| e.finish())
-            }
-            Format::Zstd => zstd::stream::write::Encoder::new(Vec::new(), 1).and_then(|mut e| {
-                e.include_checksum(true)?;
-                e.write_all(text)?;
-                e.finish()
-            }),
-            Format::Bzip2 => {
-                let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
-                e.write_all(text).and_then(|()| e.finish())
-            }
-            Format::Xz => {
-                let mut e = liblzma::write::XzEncoder::new(Vec::new(), 1);
-                e.write_all(text).and_then(|()| e.finish())
-            }
-        };
-        written.unwrap()
+        match format {
+            Format::Plain => text.to_vec(),
+            Format::Gzip => compress::gzip(text),
+            Format::Zstd => compress::zstd(text),
+            Format::Bzip2 => compress::bzip2(text),
+            Format::Xz => compress::xz(text),
+        }
     }
 
     const ALL: [Format; 5] = [

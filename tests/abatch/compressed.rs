@@ -1,9 +1,10 @@
 //! Compressed input, read as it is: each format on a file and on stdin, known by its first
 //! bytes; line numbers of the decompressed text; a corrupt or truncated stream named.
 
-use std::io::Write;
-
 use crate::common::*;
+
+#[path = "../shared/compress.rs"]
+mod compress;
 
 #[derive(Clone, Copy, Debug)]
 enum Format {
@@ -15,29 +16,14 @@ enum Format {
 
 const FORMATS: [Format; 4] = [Format::Gzip, Format::Zstd, Format::Bzip2, Format::Xz];
 
-/// `text` compressed as `format`, as its command-line tool would (zstd with its checksum).
+/// `text` compressed as `format`.
 fn compressed(text: &[u8], format: Format) -> Vec<u8> {
-    let written = match format {
-        Format::Gzip => {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-            e.write_all(text).and_then(|()| e.finish())
-        }
-        Format::Zstd => zstd::stream::write::Encoder::new(Vec::new(), 3).and_then(|mut e| {
-            e.include_checksum(true)?;
-            e.write_all(text)?;
-            e.finish()
-        }),
-        Format::Bzip2 => {
-            // 100k blocks, so that half a file holds whole blocks to read.
-            let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
-            e.write_all(text).and_then(|()| e.finish())
-        }
-        Format::Xz => {
-            let mut e = liblzma::write::XzEncoder::new(Vec::new(), 6);
-            e.write_all(text).and_then(|()| e.finish())
-        }
-    };
-    written.expect("compressed in memory")
+    match format {
+        Format::Gzip => compress::gzip(text),
+        Format::Zstd => compress::zstd(text),
+        Format::Bzip2 => compress::bzip2(text),
+        Format::Xz => compress::xz(text),
+    }
 }
 
 /// 300 records, a blank line after each, and an invalid one at line 201.
