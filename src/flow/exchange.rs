@@ -263,7 +263,7 @@ impl<'a> Exchanger<'a> {
         if self.dry_run {
             return vec![Part::Shown {
                 records: records.len(),
-                request: self.client.show(&body),
+                request: self.client.show(&body, self.key(&request).as_deref()),
             }];
         }
         let (failure, attempts) = match self.attempts(request, body).await {
@@ -342,7 +342,7 @@ impl<'a> Exchanger<'a> {
         let measures = &self.metrics.measures;
         let sent_now = measures.attempt_started();
         let started = Instant::now();
-        let key = self.run.as_deref().map(|run| request.idempotency_key(run));
+        let key = self.key(request);
         let records = request.records.len();
         let Exchanged { answer, exhausted } = tokio::select! {
             biased;
@@ -404,6 +404,11 @@ impl<'a> Exchanger<'a> {
             measures.limit(change.to, true, std::time::Instant::now());
         }
         Ok((sent, took))
+    }
+
+    /// The Idempotency-Key of `request`, when they are asked for.
+    fn key(&self, request: &Request<'_>) -> Option<String> {
+        self.run.as_deref().map(|run| request.idempotency_key(run))
     }
 
     /// No attempt of any batch starts for `wait` (at most --retry-max-wait).

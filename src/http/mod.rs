@@ -225,18 +225,22 @@ impl Client {
         })
     }
 
-    /// The request that would carry `body`, as one JSON value: method, URL, headers (values
-    /// given with -H redacted) and body.
-    pub fn show(&self, body: &[u8]) -> Box<RawValue> {
+    /// The request that would carry `body` (with this Idempotency-Key, if any), as one JSON
+    /// value: method, URL, headers (values given with -H redacted) and body.
+    pub fn show(&self, body: &[u8], key: Option<&str>) -> Box<RawValue> {
         // The body is made of JSON records, so it is JSON.
         let body = std::str::from_utf8(body)
             .ok()
             .and_then(|text| serde_json::from_str::<&RawValue>(text).ok())
             .unwrap_or(RawValue::NULL);
+        let mut headers = self.shown_headers.clone();
+        if let Some(key) = key {
+            headers.insert(IDEMPOTENCY_KEY.into(), key.into());
+        }
         let shown = Shown {
             method: "POST",
             url: &self.shown_url,
-            headers: &self.shown_headers,
+            headers: &headers,
             body,
         };
         serde_json::value::to_raw_value(&shown).unwrap_or_else(|_| RawValue::NULL.to_owned())

@@ -612,3 +612,30 @@ fn waiting_for_the_token_budget_before_the_first_attempt_is_not_past_the_deadlin
     assert_eq!((ids.len(), nulls), (5, 0));
     assert_eq!(server.requests().len(), 5);
 }
+
+/// --dry-run shows the Idempotency-Key each request would carry, and sends nothing.
+#[test]
+fn a_dry_run_shows_each_requests_idempotency_key() {
+    let server = quick_server();
+    let out = abatch_to(&server)
+        .args(["--dry-run", "--idempotency-key", "-b", "2"])
+        .write_stdin(records(0..3))
+        .assert()
+        .success();
+    let keys: Vec<String> = String::from_utf8_lossy(&out.get_output().stdout)
+        .lines()
+        .map(|line| {
+            let shown: serde_json::Value = serde_json::from_str(line).unwrap();
+            shown["headers"]["idempotency-key"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no key: {line}"))
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(keys.len(), 2);
+    let run = keys[0]
+        .strip_suffix("-1")
+        .unwrap_or_else(|| panic!("{keys:?}"));
+    assert_eq!(keys[1], format!("{run}-2"));
+    assert!(server.requests().is_empty());
+}
