@@ -131,6 +131,8 @@ pub struct Controller {
     /// Whether the last window saw a queue forming: a small queue must be seen twice in a row
     /// to count, since a busy machine's own delays look like one for a moment.
     forming: bool,
+    /// Whether the last remeasure held a rise of the best latency back.
+    capped: bool,
 }
 
 #[derive(Default)]
@@ -179,6 +181,7 @@ impl Controller {
             shrank: now,
             clean_above: 0,
             forming: false,
+            capped: false,
         }
     }
 
@@ -228,6 +231,7 @@ impl Controller {
                     let of = window.samples;
                     self.set_ceiling(now);
                     self.shrank = now;
+                    self.forming = false;
                     self.limit = (self.limit * OVERLOAD_AT_ONCE).max(self.bounds.min as f64);
                     why = Some(Why::Overloaded { overloaded: 1, of });
                 }
@@ -247,17 +251,32 @@ impl Controller {
         }
         let window = std::mem::replace(&mut self.window, Window::starting(self.limit));
         if self.remeasuring.take().is_some() {
-            // The best may rise (a server grown slower), but by a quarter at most each time:
+            // The best may rise (a server grown slower), but by a quarter at most at once:
             // half the limit may still be more than a server that has just shrunk can serve,
-            // and its queue must not pass for its best.
+            // and its queue must not pass for its best. Held back twice in a row, the rise is
+            // real, and is taken whole. A class not seen keeps its best.
             let before = std::mem::replace(&mut self.best, [None; CLASSES]);
             self.r(&window);
+            let mut capped = false;
             for (best, before) in self.best.iter_mut().zip(before) {
-                if let (Some(best), Some(before)) = (best.as_mut(), before) {
-                    *best = best.min(before * BEST_RISES_AT_MOST);
+                match (best.as_mut(), before) {
+                    (Some(best), Some(before)) if *best > before * BEST_RISES_AT_MOST => {
+                        capped = true;
+                        if !self.capped {
+                            *best = before * BEST_RISES_AT_MOST;
+                        }
+                    }
+                    (None, before) => *best = before,
+                    _ => {}
                 }
             }
+            if capped && self.capped {
+                // The knee found against the old best was no knee.
+                self.ceiling = None;
+            }
+            self.capped = capped && !self.capped;
             self.measured = now;
+            self.forming = false;
             return Some(Why::Remeasured);
         }
         let decided = self.window_ended(&window, now);
@@ -305,6 +324,7 @@ impl Controller {
             let serves = (limit / r).max(limit / 2.0).max(self.bounds.min as f64);
             self.ceiling_at(serves.floor() + 1.0, now);
             self.shrank = now;
+            self.forming = false;
             self.limit = serves;
             return Some(Why::Queueing { r });
         }
@@ -618,6 +638,27 @@ mod tests {
         let (trace, _, _) = simulate(&mut controller, &server, start, span);
         let after = mean_slots(&trace, span, Duration::from_secs(8));
         assert!((7.0..=12.0).contains(&after), "after the drop: {after:.1}");
+    }
+
+    /// A server that grows three times slower for good (longer records, a busier model) is not
+    /// taken for a queue forever: after two remeasures that held the rise back, its new best
+    /// stands and the limit grows again.
+    #[test]
+    fn a_server_grown_slower_for_good_is_learned() {
+        let (mut controller, start) = auto(1, 64);
+        let span = Duration::from_secs(40);
+        let server = |at: Duration| Server {
+            capacity: 1000,
+            service: if at < Duration::from_secs(5) {
+                20 * MS
+            } else {
+                60 * MS
+            },
+            refuses: false,
+        };
+        let (trace, _, _) = simulate(&mut controller, &server, start, span);
+        let late = mean_slots(&trace, span, Duration::from_secs(10));
+        assert!(late >= 32.0, "{late:.1}: {trace:?}");
     }
 
     #[test]

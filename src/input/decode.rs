@@ -50,8 +50,9 @@ pub struct Decoded<'a> {
     pub taken: Rc<Cell<u64>>,
 }
 
-/// `raw`, read through the decoder its first bytes call for. A read that stops the run while
-/// they are looked at leaves what was taken to be read as plain text, so no byte is lost.
+/// `raw`, read through the decoder its first bytes call for. Those bytes are read only as far
+/// as they may still be a format's: a short first record on a pipe is not held back, and a
+/// read that stops the run while they are looked at leaves what was taken as plain text.
 pub fn decoded<'a>(raw: impl Read + 'a) -> io::Result<Decoded<'a>> {
     let taken = Rc::new(Cell::new(0));
     let mut raw = Counted {
@@ -59,10 +60,14 @@ pub fn decoded<'a>(raw: impl Read + 'a) -> io::Result<Decoded<'a>> {
         taken: taken.clone(),
     };
     let mut first = [0; LONGEST_MAGIC];
-    let mut got = 0;
-    while got < first.len() {
+    let (mut got, mut ended) = (0, false);
+    let may_be_one = |first: &[u8]| MAGIC.iter().any(|(_, magic)| magic.starts_with(first));
+    while got < first.len() && may_be_one(&first[..got]) {
         match raw.read(&mut first[got..]) {
-            Ok(0) => break,
+            Ok(0) => {
+                ended = true;
+                break;
+            }
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if is_stopping(&e) => break,
@@ -74,7 +79,13 @@ pub fn decoded<'a>(raw: impl Read + 'a) -> io::Result<Decoded<'a>> {
         .iter()
         .find(|(_, magic)| first.starts_with(magic))
         .map_or(Format::Plain, |(format, _)| *format);
-    let whole = Cursor::new(first.to_vec()).chain(raw);
+    // At its end already (a terminal's Ctrl-D), the source is not read again.
+    let rest: Box<dyn Read + 'a> = if ended {
+        Box::new(io::empty())
+    } else {
+        Box::new(raw)
+    };
+    let whole = Cursor::new(first.to_vec()).chain(rest);
     let text: Box<dyn Read + 'a> = match format {
         Format::Plain => Box::new(whole),
         Format::Gzip => Box::new(flate2::read::MultiGzDecoder::new(whole)),
@@ -89,6 +100,24 @@ pub fn decoded<'a>(raw: impl Read + 'a) -> io::Result<Decoded<'a>> {
     })
 }
 
+/// A failure to read the source itself, not its data.
+#[derive(Debug)]
+struct Unreadable(io::Error);
+
+impl fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Unreadable {}
+
+/// Whether a read failed because the source could not be read (not because its data is not
+/// what its format says).
+pub fn is_unreadable(error: &io::Error) -> bool {
+    error.get_ref().is_some_and(|e| e.is::<Unreadable>())
+}
+
 /// Counts the bytes read through it.
 struct Counted<R> {
     inner: R,
@@ -97,7 +126,14 @@ struct Counted<R> {
 
 impl<R: Read> Read for Counted<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf).map_err(|e| {
+            // Marked, so that a decoder passing it on does not make it look like bad data.
+            match e.kind() {
+                io::ErrorKind::Interrupted => e,
+                _ if is_stopping(&e) => e,
+                kind => io::Error::new(kind, Unreadable(e)),
+            }
+        })?;
         self.taken.set(self.taken.get() + n as u64);
         Ok(n)
     }
@@ -159,6 +195,25 @@ pub mod tests {
                 .unwrap();
             assert_eq!(out, "{\"a\":1}\n{\"b\":2}\n", "{format}");
         }
+    }
+
+    #[test]
+    fn a_short_first_record_is_not_held_back_waiting_for_more() {
+        // A reader that fails if asked for more than the first record: as a pipe that stays
+        // open would block.
+        struct OneRecord(Option<&'static [u8]>);
+        impl Read for OneRecord {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let bytes = self.0.take().expect("read past what has arrived");
+                buf[..bytes.len()].copy_from_slice(bytes);
+                Ok(bytes.len())
+            }
+        }
+        let mut decoded = decoded(OneRecord(Some(b"{}\n"))).unwrap();
+        assert_eq!(decoded.format, Format::Plain);
+        let mut first = [0; 3];
+        decoded.text.read_exact(&mut first).unwrap();
+        assert_eq!(&first, b"{}\n");
     }
 
     #[test]

@@ -37,8 +37,8 @@ pub fn read_one(
     pending: &mut Pending,
 ) -> anyhow::Result<Ended> {
     let name = source.name().clone();
-    let decoded =
-        decode::decoded(source.stoppable(stop)).map_err(|e| anyhow!("{name}: cannot read: {e}"))?;
+    let decoded = decode::decoded(source.stoppable(stop))
+        .map_err(|e| anyhow!("{name}:1: cannot read: {e}"))?;
     let format = decoded.format;
     let mut reader = BufReader::with_capacity(READ_BUFFER, decoded.text);
     let mut line = Vec::new();
@@ -54,12 +54,19 @@ pub fn read_one(
     // A read of line `number` failed: of a compressed input, most likely a corrupt or
     // truncated stream.
     let failed = |e: io::Error, number: u64| match format {
-        Format::Plain => anyhow!("{name}:{number}: cannot read: {e}"),
-        _ => anyhow!(
-            "{name}: cannot decompress ({format}) after line {}: {e}; the file may be \
-             truncated or corrupt",
-            number - 1
-        ),
+        _ if format == Format::Plain || decode::is_unreadable(&e) => {
+            anyhow!("{name}:{number}: cannot read: {e}")
+        }
+        _ => {
+            let place = match number - 1 {
+                0 => "before its first line".to_string(),
+                last => format!("after line {last}"),
+            };
+            anyhow!(
+                "{name}: cannot decompress ({format}) {place}: {e}; the file may be truncated \
+                 or corrupt"
+            )
+        }
     };
     loop {
         let next_read_may_block = memchr::memchr(b'\n', reader.buffer()).is_none();
