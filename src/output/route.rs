@@ -30,23 +30,20 @@ pub struct Router<'a> {
     output: &'a Output,
     /// How each result becomes a line (--merge).
     codec: &'a Codec,
-    /// The first failure, described for the final message.
-    first_failure: Option<String>,
-    failed_batches: usize,
     /// With --ordered: why results can no longer be written (an earlier record has none and
     /// no line stands in for it).
     gap: Option<&'static str>,
-    reader: Reader,
-    /// Why a failure stopped the run, when one did.
-    stopped: Option<Stopped>,
+    /// What it will have to tell at the end, so far.
+    routed: Routed,
 }
 
 /// What routing leaves to tell at the end.
 pub struct Routed {
-    /// The first failure, described.
+    /// The first failure, described for the final message.
     pub first_failure: Option<String>,
     pub failed_batches: usize,
     pub reader: Reader,
+    /// Why a failure stopped the run, when one did.
     pub stopped: Option<Stopped>,
 }
 
@@ -70,26 +67,23 @@ impl<'a> Router<'a> {
             metrics,
             output,
             codec,
-            first_failure: None,
-            failed_batches: 0,
             gap: None,
-            reader: Reader::Listening,
-            stopped: None,
+            routed: Routed {
+                first_failure: None,
+                failed_batches: 0,
+                reader: Reader::Listening,
+                stopped: None,
+            },
         }
     }
 
     /// Whether anyone still reads the output.
     pub fn reader(&self) -> Reader {
-        self.reader
+        self.routed.reader
     }
 
     pub fn finish(self) -> Routed {
-        Routed {
-            first_failure: self.first_failure,
-            failed_batches: self.failed_batches,
-            reader: self.reader,
-            stopped: self.stopped,
-        }
+        self.routed
     }
 
     pub async fn route(&mut self, outcome: Outcome) {
@@ -148,9 +142,9 @@ impl<'a> Router<'a> {
     /// `records` failed for good: dead letters, and what the error policy says.
     async fn failed(&mut self, records: Vec<Record>, failure: Failure, attempts: u32) {
         let n = records.len();
-        self.failed_batches += 1;
-        if self.first_failure.is_none() {
-            self.first_failure = Some(match &failure {
+        self.routed.failed_batches += 1;
+        if self.routed.first_failure.is_none() {
+            self.routed.first_failure = Some(match &failure {
                 // An input line: where it is says it all.
                 Failure::Line(problem) => format!("{}: {problem}", records[0].at),
                 _ => {
@@ -185,7 +179,7 @@ impl<'a> Router<'a> {
                     self.write(Lines::Nulls(n)).await;
                 }
                 self.leave_gap(Unsent::Aborted);
-                self.stopped.get_or_insert(stopped);
+                self.routed.stopped.get_or_insert(stopped);
             }
             (OnError::Abort | OnError::Skip, None) => {}
             // With --ordered, no line may stand after a record that has none.
@@ -226,8 +220,8 @@ impl<'a> Router<'a> {
     }
 
     async fn write(&mut self, lines: Lines) {
-        if self.reader == Reader::Listening {
-            self.reader = self.output.write(lines).await;
+        if self.routed.reader == Reader::Listening {
+            self.routed.reader = self.output.write(lines).await;
         }
         // Results that cannot be written are not worth asking for.
         if self.output.failing() {
