@@ -9,12 +9,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER};
+use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, LOCATION, RETRY_AFTER};
 use hyper::{Method, StatusCode};
 use serde_json::value::RawValue;
 
 use crate::apis::{Api, results};
 use crate::behavior::{Script, hold_until};
+use crate::compress;
 use crate::{Behavior, Request, State, lock};
 
 /// The request was answered by closing the connection (--drop-first).
@@ -63,6 +64,10 @@ pub(crate) async fn answer(
     let records = api.inputs(&body);
     let count = records.as_ref().map_or(0, Vec::len);
     let script = records.as_deref().map(Script::of).unwrap_or_default();
+    let compress = state
+        .behavior
+        .compress
+        .filter(|encoding| encoding.accepted(&parts.headers));
     let idempotency_key = parts
         .headers
         .get("idempotency-key")
@@ -106,6 +111,17 @@ pub(crate) async fn answer(
         }
         for (name, value) in &script.headers {
             response.headers_mut().insert(name, value.clone());
+        }
+        if let Some(encoding) = compress {
+            let body = std::mem::take(response.body_mut());
+            let plain = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let (encoded, coding) = encoding.encode(&plain);
+            *response.body_mut() = Full::new(encoded);
+            response.headers_mut().insert(CONTENT_ENCODING, coding);
         }
     }
     if state.options.print {
@@ -191,6 +207,12 @@ async fn serve(
     let too_many = behavior.max_records.filter(|max| count > *max).map(|_| 413);
     if let Some(code) = request.script.status.or(too_many).or(failing) {
         return Ok(failure(behavior, code));
+    }
+    if let Some(size) = behavior.bomb {
+        let mut bomb = hyper::Response::new(Full::new(compress::bomb(size)));
+        let gzip = HeaderValue::from_static("gzip");
+        bomb.headers_mut().insert(CONTENT_ENCODING, gzip);
+        return Ok(bomb);
     }
     if let Some(body) = &behavior.reply {
         return Ok(reply(StatusCode::OK, body));

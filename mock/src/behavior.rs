@@ -8,6 +8,7 @@ use hyper::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use serde_json::value::RawValue;
 
 use crate::capacity::Schedule;
+use crate::compress::Encoding;
 use crate::ratelimit::{RateLimit, RatelimitHeaders};
 
 /// How the server answers. Every field has a command-line flag, so `abatch-mock --help`
@@ -100,6 +101,15 @@ pub struct Behavior {
         requires = "ratelimit"
     )]
     pub ratelimit_headers: RatelimitHeaders,
+
+    /// Compress every answer's body this way when the request's Accept-Encoding names it
+    #[arg(long, value_name = "ENCODING")]
+    pub compress: Option<Encoding>,
+
+    /// Answer every request with 200 and a gzip body that decompresses to this many spaces (a
+    /// decompression bomb), whatever the request accepts
+    #[arg(long, value_name = "BYTES", conflicts_with = "compress")]
+    pub bomb: Option<u64>,
 }
 
 impl Behavior {

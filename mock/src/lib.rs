@@ -21,11 +21,13 @@ mod answer;
 mod apis;
 mod behavior;
 mod capacity;
+mod compress;
 mod ratelimit;
 
 use answer::answer;
 pub use behavior::Behavior;
 pub use capacity::Schedule;
+pub use compress::Encoding;
 pub use ratelimit::{RateLimit, RatelimitHeaders};
 
 /// One request as the server saw it.

@@ -368,6 +368,7 @@ impl<'a> Exchanger<'a> {
         // An answer the codec cannot read fails the attempt like any other.
         let sent = answer.and_then(|reply| {
             let status = reply.status;
+            measures.received(reply.wire, reply.body.len());
             if let Some(usage) = wire::usage(&reply.body) {
                 self.metrics.tokens(usage);
                 if let Some(budget) = &self.budget {

@@ -8,14 +8,18 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
 use bytes::Bytes;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION};
+use reqwest::header::{
+    ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION,
+};
 use reqwest::{StatusCode, Url};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::cli::{CaCerts, Header};
+use encoding::Undecodable;
 pub use told::{Exhausted, RetryAfter};
 
+mod encoding;
 mod told;
 use crate::report::{QUOTED_BODY, quote};
 
@@ -129,10 +133,12 @@ impl Failure {
     }
 }
 
-/// A 2xx answer: its status and its body, whole.
+/// A 2xx answer: its status and its body, whole and decompressed, and how many bytes it took
+/// on the wire.
 pub struct Reply {
     pub status: StatusCode,
     pub body: Vec<u8>,
+    pub wire: usize,
 }
 
 /// One exchange: its answer or why it failed, and whether the server's rate-limit headers
@@ -180,9 +186,15 @@ impl Client {
             headers.append(header.name.clone(), header.value.clone());
             shown_headers.insert(header.name.to_string(), "(redacted)".into());
         }
-        if !headers.contains_key(CONTENT_TYPE) {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            shown_headers.insert(CONTENT_TYPE.to_string(), "application/json".into());
+        let defaults = [
+            (CONTENT_TYPE, "application/json"),
+            (ACCEPT_ENCODING, encoding::ACCEPTED),
+        ];
+        for (name, value) in defaults {
+            if !headers.contains_key(&name) {
+                shown_headers.insert(name.to_string(), value.into());
+                headers.insert(name, HeaderValue::from_static(value));
+            }
         }
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
@@ -269,7 +281,7 @@ impl Client {
         }
     }
 
-    /// The 2xx answer, whole (within --max-response-bytes), or the refusal.
+    /// The 2xx answer, whole and decompressed (within --max-response-bytes), or the refusal.
     async fn answer(&self, mut response: reqwest::Response) -> Result<Reply, Failure> {
         let status = response.status();
         if !status.is_success() {
@@ -291,6 +303,7 @@ impl Client {
         if announced > limit as u64 {
             return Err(too_large());
         }
+        let coding = content_encoding(&response);
         let mut body = Vec::with_capacity(announced as usize);
         while let Some(chunk) = response.chunk().await.map_err(|e| self.failure(&e))? {
             if body.len() + chunk.len() > limit {
@@ -298,7 +311,22 @@ impl Client {
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(Reply { status, body })
+        let wire = body.len();
+        let body = encoding::decoded(coding.as_deref(), body, limit).map_err(|e| match e {
+            Undecodable::TooLarge => invalid(format!(
+                "the body decompresses to more than --max-response-bytes ({})",
+                bytesize::ByteSize(limit as u64)
+            )),
+            Undecodable::Unknown(coding) => invalid(format!(
+                "the body is compressed as {coding:?}, which abatch cannot read (it asks for {})",
+                encoding::ACCEPTED
+            )),
+            Undecodable::Corrupt(cause) => invalid(format!(
+                "the {} body cannot be decompressed: {cause}",
+                coding.as_deref().unwrap_or("")
+            )),
+        })?;
+        Ok(Reply { status, body, wire })
     }
 
     /// What an unsuccessful answer says: where it redirects, or the start of its body.
@@ -310,15 +338,22 @@ impl Client {
                 .and_then(|l| l.to_str().ok());
             return format!("redirects to {}", location.unwrap_or("nowhere"));
         }
+        let coding = content_encoding(&response);
+        // Enough of a compressed body to hold the part quoted.
+        let enough = if coding.is_some() {
+            64 << 10
+        } else {
+            QUOTED_BODY
+        };
         let mut body = Vec::new();
-        while body.len() < QUOTED_BODY {
+        while body.len() < enough {
             match response.chunk().await {
                 Ok(Some(chunk)) => body.extend_from_slice(&chunk),
                 Ok(None) => break,
                 Err(e) => return format!("(body unreadable: {})", self.failure(&e)),
             }
         }
-        quote(&body)
+        quote(&encoding::start(coding.as_deref(), body, QUOTED_BODY))
     }
 
     fn failure(&self, error: &reqwest::Error) -> Failure {
@@ -338,6 +373,12 @@ impl Client {
             Failure::Transport(root_cause(error))
         }
     }
+}
+
+/// How the answer's body is compressed, if it says.
+fn content_encoding(response: &reqwest::Response) -> Option<String> {
+    let value = response.headers().get(CONTENT_ENCODING)?;
+    Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
 }
 
 /// `url` with its password, if any, replaced by ****, as header values are: the URL is a

@@ -88,6 +88,9 @@ pub struct Measures {
     pub(super) flushes: [Cell<u64>; 5],
     pub(super) requests_in_flight: Cell<u64>,
     pub(super) most_requests_in_flight: Cell<u64>,
+    /// Bytes of 2xx answers as they crossed the wire, and decompressed.
+    pub(super) received_wire: Cell<u64>,
+    pub(super) received: Cell<u64>,
     /// The sum of all attempts' durations: divided by the run's, the mean concurrency.
     pub(super) busy: Cell<Duration>,
     /// The concurrency limit over time.
@@ -136,6 +139,8 @@ impl Default for Measures {
             flushes: Default::default(),
             requests_in_flight: Cell::default(),
             most_requests_in_flight: Cell::default(),
+            received_wire: Cell::default(),
+            received: Cell::default(),
             busy: Cell::default(),
             limit: RefCell::default(),
         }
@@ -195,6 +200,12 @@ impl Measures {
     }
 
     /// Attempts sent and not yet answered.
+    /// A 2xx answer of `wire` bytes that decompressed to `body` bytes.
+    pub fn received(&self, wire: usize, body: usize) {
+        Metrics::add(&self.received_wire, wire);
+        Metrics::add(&self.received, body);
+    }
+
     pub fn requests_in_flight(&self) -> u64 {
         self.requests_in_flight.get()
     }

@@ -63,6 +63,15 @@ struct Requests {
     latency_ms: Latency,
     statuses: BTreeMap<u16, u64>,
     errors: BTreeMap<&'static str, u64>,
+    received_bytes: Received,
+}
+
+/// The bodies of 2xx answers: as they crossed the wire (compressed, if the server did) and
+/// decompressed.
+#[derive(Serialize)]
+struct Received {
+    wire: u64,
+    decompressed: u64,
 }
 
 #[derive(Serialize)]
@@ -135,6 +144,10 @@ impl Report {
                 },
                 statuses: m.statuses.borrow().clone(),
                 errors: m.errors.borrow().clone(),
+                received_bytes: Received {
+                    wire: m.received_wire.get(),
+                    decompressed: m.received.get(),
+                },
             },
             concurrency: Concurrency {
                 limit,

@@ -127,3 +127,83 @@ fn a_truncated_stream_is_an_input_error_naming_the_file_and_the_last_line() {
         );
     }
 }
+
+/// abatch asks for compressed answers and reads each encoding the server picks: the results
+/// are those of a plain answer, and --stats tells the bytes on the wire from the bytes they
+/// stand for.
+#[test]
+fn compressed_answers_are_read_and_counted_on_the_wire_and_decompressed() {
+    let dir = tempfile::tempdir().unwrap();
+    let stats = dir.path().join("stats.json");
+    // Records that compress well, so the wire carries less than the answer holds.
+    let input: String = (0..200)
+        .map(|id| format!("{{\"id\":{id},\"text\":\"{}\"}}\n", "word ".repeat(20)))
+        .collect();
+    for encoding in [
+        abatch_mock::Encoding::Gzip,
+        abatch_mock::Encoding::Zstd,
+        abatch_mock::Encoding::Br,
+    ] {
+        let server = server(Behavior {
+            compress: Some(encoding),
+            ..Behavior::default()
+        });
+        let out = abatch_to(&server)
+            .args(["--ordered", "-b", "10", "--stats"])
+            .arg(&stats)
+            .write_stdin(input.clone())
+            .assert()
+            .success();
+        assert_eq!(
+            echoed_ids(&out.get_output().stdout),
+            (0..200).collect::<Vec<_>>(),
+            "{encoding:?}"
+        );
+        let requests = server.requests();
+        assert_eq!(requests.len(), 20, "{encoding:?}");
+        for request in &requests {
+            let accepted = request.headers["accept-encoding"].to_str().unwrap();
+            assert_eq!(accepted, "gzip, zstd, br", "{encoding:?}");
+        }
+        let stats: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+        let received = &stats["requests"]["received_bytes"];
+        let wire = received["wire"].as_u64().unwrap();
+        let decompressed = received["decompressed"].as_u64().unwrap();
+        assert!(
+            wire > 0 && wire * 4 < decompressed,
+            "{encoding:?}: {received}"
+        );
+    }
+}
+
+/// A small body that decompresses to more than --max-response-bytes fails its batch cleanly:
+/// the records become dead letters that say why, and the run goes on with the next batch.
+#[test]
+fn a_decompression_bomb_fails_its_batch_and_nothing_else() {
+    let server = server(Behavior {
+        bomb: Some(16 << 20),
+        ..Behavior::default()
+    });
+    let out = abatch_to(&server)
+        .args([
+            "-b",
+            "5",
+            "--max-response-bytes",
+            "1MiB",
+            "--on-error",
+            "skip",
+        ])
+        .write_stdin(records(0..10))
+        .assert()
+        .code(3);
+    assert!(out.get_output().stdout.is_empty());
+    let stderr = Stderr::of(&out.get_output().stderr);
+    assert_eq!(stderr.dead.len(), 10, "{stderr:#?}");
+    let error = stderr.dead[0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("decompresses to more than --max-response-bytes (1.0 MiB)"),
+        "{error}"
+    );
+    assert_eq!(server.requests().len(), 2);
+}
