@@ -177,6 +177,12 @@ pub struct Cli {
     )]
     pub merge: Option<String>,
 
+    /// Write each result as {"file": FILE, "line": N, "result": RESULT}, FILE as the input
+    /// was named ("<stdin>" for standard input) and N its line, so that output in completion
+    /// order can be matched to its records, and resumed (--resume)
+    #[arg(long, env = "ABATCH_TAG", value_parser = Switch, help_heading = "Output")]
+    pub tag: bool,
+
     /// One record per request: the record (or its --input part, at $record in --template) is
     /// the body, and the answer (or --result in it) its result
     #[arg(long, env = "ABATCH_SINGLE", value_parser = Switch, conflicts_with = "batch_size", help_heading = "Shaping")]
@@ -240,9 +246,10 @@ pub struct Cli {
     #[arg(long, help_heading = "Output", env = "ABATCH_ORDERED", value_parser = Switch)]
     pub ordered: bool,
 
-    /// Continue an interrupted run: keep the complete lines of --output, skip that many
-    /// records, and append the rest (needs --ordered and --output)
-    #[arg(long, requires_all = ["ordered", "output"], help_heading = "Output", env = "ABATCH_RESUME", value_parser = Switch)]
+    /// Continue an interrupted run: keep the complete lines of --output, skip the records
+    /// they answer, and append the rest (needs --output, and --ordered, --tag or --api
+    /// openai-batch to match lines to records)
+    #[arg(long, requires = "output", help_heading = "Output", env = "ABATCH_RESUME", value_parser = Switch)]
     pub resume: bool,
 
     /// Extra attempts for a batch that failed in a way that may pass on a second try
@@ -359,6 +366,9 @@ pub enum Api {
     Tei,
     /// Ollama /api/embed: {"model", "input": [...]} → /embeddings
     OllamaEmbed,
+    /// OpenAI Batch API files: each line a request {"custom_id", "method", "url", "body"},
+    /// sent to -u's base plus its url; output in the batch output format
+    OpenaiBatch,
 }
 
 impl Api {

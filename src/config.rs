@@ -11,7 +11,7 @@ use crate::cli::{Cli, Concurrency, Header, OnError};
 use crate::flow::{self, retry::Policy};
 use crate::http;
 use crate::input;
-use crate::output::Files;
+use crate::output::{Files, Matching};
 use crate::report::Display;
 use crate::wire::{self, Codec};
 
@@ -49,6 +49,7 @@ impl Config {
             v2_input: &cli.v2_input,
             v2_datatype: &cli.v2_datatype,
             v2_output: &cli.v2_output,
+            tag: cli.tag,
         })
         .map_err(|problem| usage(clap::error::ErrorKind::InvalidValue, problem))?;
         if cli.max_errors.is_some() && cli.on_error == OnError::Abort {
@@ -58,7 +59,19 @@ impl Config {
                     .into(),
             ));
         }
-        if cli.resume && cli.on_error == OnError::Skip {
+        let matching = match (cli.tag, codec.requests()) {
+            (true, _) => Matching::Tags,
+            (false, true) => Matching::Ids,
+            (false, false) => Matching::Count,
+        };
+        if cli.resume && !cli.ordered && matching == Matching::Count {
+            return Err(conflict(
+                "--resume without --ordered needs output that says which record each line \
+                 answers: add --tag (or --ordered, whose lines follow the input)"
+                    .into(),
+            ));
+        }
+        if cli.resume && matching == Matching::Count && cli.on_error == OnError::Skip {
             return Err(conflict(
                 "--resume cannot be used with --on-error skip: skipped records leave no line, \
                  so the output's line count no longer tells how far the input was done"
@@ -71,6 +84,7 @@ impl Config {
             stats: cli.stats,
             ordered: cli.ordered,
             resume: cli.resume,
+            matching,
             dry_run: cli.dry_run,
         };
         crate::files::check(&cli.inputs, &files).map_err(conflict)?;

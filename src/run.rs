@@ -16,10 +16,11 @@ use crate::http::Client;
 use crate::input::{self, Record};
 use crate::order;
 use crate::output::route::{Routed, Router};
-use crate::output::{self, Finished, GiveUp, Output, Reader};
+use crate::output::{self, Done, Finished, GiveUp, Output, Reader};
 use crate::report::progress::{self, Progress};
 use crate::report::{self, Ending, Metrics, conclude, say};
 use crate::stop::{Signals, Stop};
+use crate::wire::{Codec, Seen};
 
 /// Finished batches that may wait behind a slow one, per batch outstanding, with --ordered.
 const WAITING_PER_SLOT: usize = 4;
@@ -69,8 +70,20 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
     let progress = progress::wanted(display.progress, display.no_progress, display.quiet)
         .then(|| Progress::start(sources.size()));
 
+    let names: Vec<&str> = sources.list.iter().map(|s| &**s.name()).collect();
+    if let Some(file) = resumed.foreign(&names) {
+        return Err(anyhow!(
+            "--resume: {} holds results for {file}, which this run does not read; is it the \
+             output of another input?",
+            files
+                .output
+                .as_deref()
+                .unwrap_or(std::path::Path::new("-o"))
+                .display()
+        ));
+    }
     let reading = input::records(sources, input.max_line, stop.stopping().clone());
-    let records = skipping(reading, resumed, &metrics);
+    let records = skipping(unique_ids(reading, &codec), &resumed, &codec, &metrics);
     let exchanges = batch::batches(records, limits).map(|batch| {
         let exchanger = &exchanger;
         async move { Ok(exchanger.outcome(batch?).await) }
@@ -111,7 +124,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
     } = router.finish();
     let input_ended = input_error.is_none() && stop.signalled().is_none() && failed_batches == 0;
     if input_ended {
-        input_error = output::resume_overrun(resumed, metrics.skipped.get(), &files);
+        input_error = output::resume_overrun(resumed.count(), metrics.skipped.get(), &files);
     }
     // finish() first: it tells a closed pipe from a failed write. Signals still count while
     // it waits: a second one gives up on an output nobody reads.
@@ -252,18 +265,47 @@ impl Watch<'_> {
     }
 }
 
-/// The records of `reading`, less the first `resumed` (their results are in the output
-/// already, --resume), counted as skipped or read.
+/// The records of `reading`, until one has the id of an earlier one (--api openai-batch's
+/// custom_id): an input error that names both lines.
+fn unique_ids<'a>(
+    reading: impl Stream<Item = anyhow::Result<Record>> + 'a,
+    codec: &'a Codec,
+) -> impl Stream<Item = anyhow::Result<Record>> + 'a {
+    let mut seen = codec.requests().then(Seen::default);
+    reading.scan(false, move |ended, record| {
+        if *ended {
+            return futures::future::ready(None);
+        }
+        let checked = match (&mut seen, record) {
+            (Some(seen), Ok(record)) => match codec.id(&record.json) {
+                Some(id) => seen.first(id, &record.at).map(|()| record),
+                None => Ok(record),
+            },
+            (_, record) => record,
+        };
+        *ended = checked.is_err();
+        futures::future::ready(Some(checked))
+    })
+}
+
+/// The records of `reading`, less those `done` already (their results are in the output,
+/// --resume), counted as skipped or read.
 fn skipping<'a>(
     reading: impl Stream<Item = anyhow::Result<Record>> + 'a,
-    resumed: u64,
+    done: &'a Done,
+    codec: &'a Codec,
     metrics: &'a Metrics,
 ) -> impl Stream<Item = anyhow::Result<Record>> + 'a {
-    let mut to_skip = resumed;
+    let mut seen = 0;
     reading.filter(move |record| {
-        let skip = record.is_ok() && to_skip > 0;
+        let skip = match record {
+            Ok(record) => {
+                seen += 1;
+                done.has(record, seen - 1, codec)
+            }
+            Err(_) => false,
+        };
         if skip {
-            to_skip -= 1;
             Metrics::add(&metrics.skipped, 1);
         } else if record.is_ok() {
             Metrics::add(&metrics.read, 1);

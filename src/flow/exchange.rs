@@ -27,7 +27,7 @@ use crate::http::{Client, Exchanged, Failure};
 use crate::input::Record;
 use crate::report::Metrics;
 use crate::stop::{Stop, Unsent};
-use crate::wire::{self, Codec, Input};
+use crate::wire::{self, Codec, Input, Meta};
 
 /// A batch's records and what became of them.
 pub struct Outcome {
@@ -263,7 +263,11 @@ impl<'a> Exchanger<'a> {
         if self.dry_run {
             return vec![Part::Shown {
                 records: records.len(),
-                request: self.client.show(&body, self.key(&request).as_deref()),
+                request: self.client.show(
+                    &body,
+                    self.key(&request).as_deref(),
+                    self.codec.path(records),
+                ),
             }];
         }
         let (failure, attempts) = match self.attempts(request, body).await {
@@ -343,6 +347,7 @@ impl<'a> Exchanger<'a> {
         let sent_now = measures.attempt_started();
         let started = Instant::now();
         let key = self.key(request);
+        let path = self.codec.path(request.records);
         let records = request.records.len();
         let Exchanged { answer, exhausted } = tokio::select! {
             biased;
@@ -359,7 +364,7 @@ impl<'a> Exchanger<'a> {
                 self.limit.attempt_ended(started.into_std(), took, records, Ended::Overloaded, in_flight);
                 return Err(Cut::Deadline);
             }
-            sent = self.client.send(body.clone(), key.as_deref()) => sent,
+            sent = self.client.send(body.clone(), key.as_deref(), path) => sent,
         };
         if let Some(exhausted) = exhausted {
             let why = format!("rate limit reached ({})", exhausted.header);
@@ -375,7 +380,11 @@ impl<'a> Exchanger<'a> {
                     budget.correct(tokens, usage.total, Instant::now());
                 }
             }
-            match self.codec.results(&reply.body, records) {
+            let meta = Meta {
+                status: status.as_u16(),
+                request_id: reply.request_id.as_deref(),
+            };
+            match self.codec.results(&reply.body, records, meta) {
                 Ok(results) => Ok(Answer { status, results }),
                 Err(problem) => Err(Failure::Response { status, problem }),
             }

@@ -139,6 +139,8 @@ pub struct Reply {
     pub status: StatusCode,
     pub body: Vec<u8>,
     pub wire: usize,
+    /// The x-request-id header's value, if the server sent one.
+    pub request_id: Option<String>,
 }
 
 /// One exchange: its answer or why it failed, and whether the server's rate-limit headers
@@ -237,9 +239,10 @@ impl Client {
         })
     }
 
-    /// The request that would carry `body` (with this Idempotency-Key, if any), as one JSON
-    /// value: method, URL, headers (values given with -H redacted) and body.
-    pub fn show(&self, body: &[u8], key: Option<&str>) -> Box<RawValue> {
+    /// The request that would carry `body` (with this Idempotency-Key, if any, to `path` under
+    /// the URL, if given), as one JSON value: method, URL, headers (values given with -H
+    /// redacted) and body.
+    pub fn show(&self, body: &[u8], key: Option<&str>, path: Option<&str>) -> Box<RawValue> {
         // The body is made of JSON records, so it is JSON.
         let body = std::str::from_utf8(body)
             .ok()
@@ -249,19 +252,42 @@ impl Client {
         if let Some(key) = key {
             headers.insert(IDEMPOTENCY_KEY.into(), key.into());
         }
+        let url = match path {
+            Some(path) => format!("{}{path}", self.shown_url.trim_end_matches('/')),
+            None => self.shown_url.clone(),
+        };
         let shown = Shown {
             method: "POST",
-            url: &self.shown_url,
+            url: &url,
             headers: &headers,
             body,
         };
         serde_json::value::to_raw_value(&shown).unwrap_or_else(|_| RawValue::NULL.to_owned())
     }
 
-    /// POSTs `body` once (with this Idempotency-Key, if any) and returns the 2xx answer,
-    /// whole (within --max-response-bytes), and what the rate-limit headers said.
-    pub async fn send(&self, body: Bytes, key: Option<&str>) -> Exchanged {
-        let mut request = self.http.post(self.url.clone()).timeout(self.timeout);
+    /// POSTs `body` once (with this Idempotency-Key, if any, to `path` under the URL, if
+    /// given) and returns the 2xx answer, whole (within --max-response-bytes), and what the
+    /// rate-limit headers said.
+    pub async fn send(&self, body: Bytes, key: Option<&str>, path: Option<&str>) -> Exchanged {
+        let url = match path {
+            None => self.url.clone(),
+            // The codec checked the path: a plain absolute path.
+            Some(path) => match Url::parse(&format!(
+                "{}{path}",
+                self.url.as_str().trim_end_matches('/')
+            )) {
+                Ok(url) => url,
+                Err(e) => {
+                    return Exchanged {
+                        answer: Err(Failure::Record(format!(
+                            "cannot add {path:?} to the URL: {e}"
+                        ))),
+                        exhausted: None,
+                    };
+                }
+            },
+        };
+        let mut request = self.http.post(url).timeout(self.timeout);
         if let Some(key) = key {
             request = request.header(IDEMPOTENCY_KEY, key);
         }
@@ -304,6 +330,11 @@ impl Client {
             return Err(too_large());
         }
         let coding = content_encoding(&response);
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|id| id.to_str().ok())
+            .map(str::to_owned);
         let mut body = Vec::with_capacity(announced as usize);
         while let Some(chunk) = response.chunk().await.map_err(|e| self.failure(&e))? {
             if body.len() + chunk.len() > limit {
@@ -326,7 +357,12 @@ impl Client {
                 coding.as_deref().unwrap_or("")
             )),
         })?;
-        Ok(Reply { status, body, wire })
+        Ok(Reply {
+            status,
+            body,
+            wire,
+            request_id,
+        })
     }
 
     /// What an unsuccessful answer says: where it redirects, or the start of its body.

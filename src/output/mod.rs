@@ -28,7 +28,10 @@ use crate::exit::Exit;
 use crate::input::Record;
 use crate::report::say;
 
+pub mod resume;
 pub mod route;
+
+pub use resume::{Done, Matching};
 
 /// One batch's results, in record order.
 pub type Results = Vec<Box<RawValue>>;
@@ -43,8 +46,9 @@ pub enum Lines {
         /// Attempts it took to get them.
         attempts: u32,
     },
-    /// A `null` line for each of this many failed records (--on-error null).
-    Nulls(usize),
+    /// The line that stands for each failed record (--on-error null): `null`, or what the
+    /// codec writes instead.
+    Nulls(Vec<Box<RawValue>>),
     /// --dry-run: the request that would carry some records, as one line.
     Shown(Box<RawValue>),
     /// Records without a result, to the dead-letter sink.
@@ -195,6 +199,8 @@ pub struct Files {
     pub ordered: bool,
     /// Continue the run whose results are in `output`.
     pub resume: bool,
+    /// How the output says which records it answers, for --resume.
+    pub matching: Matching,
     /// Write no file at all (--dry-run).
     pub dry_run: bool,
 }
@@ -228,13 +234,13 @@ impl Output {
     /// The output of `files`, once the inputs are open: --stats checked writable, an -o to
     /// resume counted (how many lines it holds, returned too), the dead-letter file emptied
     /// (or opened for appending), and -o checked writable without touching it yet.
-    pub fn open(files: &Files) -> anyhow::Result<(Output, u64)> {
+    pub fn open(files: &Files) -> anyhow::Result<(Output, Done)> {
         if let Some(stats) = files.written(&files.stats) {
             writable(stats).map_err(|e| anyhow!("cannot create {}: {e}", stats.display()))?;
         }
         let resumed = match (files.written(&files.output), files.resume) {
-            (Some(output), true) => complete_lines(output)?,
-            _ => 0,
+            (Some(output), true) => resume::done(output, files.matching)?,
+            _ => Done::nothing(),
         };
         let sinks = Sinks {
             output: files.written(&files.output),
@@ -499,9 +505,10 @@ impl Writer {
                         self.write_letters(&letters, &mut text)?;
                     }
                 }
-                Lines::Nulls(n) => {
-                    for _ in 0..n {
-                        text.extend_from_slice(b"null\n");
+                Lines::Nulls(lines) => {
+                    for line in &lines {
+                        compact_into(line.get(), &mut text);
+                        text.push(b'\n');
                         ends.push(text.len());
                     }
                     // Records that failed have their dead letters already.
@@ -655,13 +662,13 @@ fn wait_for_room(file: &File, give_up: &AtomicBool, patience: Option<Duration>) 
     }
 }
 
-/// With --resume, an output that held more lines than the input has records: the output of
-/// another input, most likely.
+/// With --resume, an output that answered more records than the input has (or, tagged,
+/// records it does not have): the output of another input, most likely.
 pub fn resume_overrun(resumed: u64, skipped: u64, files: &Files) -> Option<anyhow::Error> {
     (skipped < resumed).then(|| {
         anyhow!(
-            "--resume: {} held {resumed} lines, but the input has only {skipped} records; is it \
-             the output of another input?",
+            "--resume: {} answers {resumed} records, but only {skipped} of them are in the \
+             input; is it the output of another input?",
             files.output.as_deref().unwrap_or(Path::new("-o")).display(),
         )
     })

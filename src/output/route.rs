@@ -13,7 +13,7 @@ use crate::input::Record;
 use crate::output::{DeadLetter, Lines, Output, Reader, Results};
 use crate::report::{Metrics, Stopped};
 use crate::stop::{Stop, Unsent};
-use crate::wire::Codec;
+use crate::wire::{Codec, Failed};
 
 /// A percentage budget is judged once this many records were answered or failed.
 const BUDGET_JUDGED_FROM: u64 = 100;
@@ -122,13 +122,14 @@ impl<'a> Router<'a> {
                 .await;
             return;
         }
-        let results = match &self.codec.merge {
-            Some(_) => records
+        let results = if self.codec.writes_results_as_they_are() {
+            results
+        } else {
+            records
                 .iter()
                 .zip(results)
-                .map(|(record, result)| self.codec.line(&record.json, result))
-                .collect(),
-            None => results,
+                .map(|(record, result)| self.codec.line(record, result))
+                .collect()
         };
         Metrics::add(&self.metrics.written, n);
         self.write(Lines::Results {
@@ -156,6 +157,7 @@ impl<'a> Router<'a> {
         }
         Metrics::add(&self.metrics.failed, n);
         let status = failure.status().map(|s| s.as_u16());
+        let mut nulls = (self.on_error == OnError::Null).then(|| self.nulls(&records, &failure));
         let letters = dead_letters(records, &failure.to_string(), status, attempts);
         let stops = match (failure.fatal(), self.on_error) {
             (Some(advice), _) => Some(Stopped::Refused {
@@ -175,8 +177,8 @@ impl<'a> Router<'a> {
                 }
                 // Under null, these records still get their line, unless a gap came before
                 // them (with --ordered, an earlier batch left unsent when the run stopped).
-                if self.on_error == OnError::Null && self.gap.is_none() {
-                    self.write(Lines::Nulls(n)).await;
+                if let Some(nulls) = nulls.take().filter(|_| self.gap.is_none()) {
+                    self.write(nulls).await;
                 }
                 self.leave_gap(Unsent::Aborted);
                 self.routed.stopped.get_or_insert(stopped);
@@ -184,9 +186,38 @@ impl<'a> Router<'a> {
             (OnError::Abort | OnError::Skip, None) => {}
             // With --ordered, no line may stand after a record that has none.
             (OnError::Null, None) if self.gap.is_some() => {}
-            (OnError::Null, None) => self.write(Lines::Nulls(n)).await,
+            (OnError::Null, None) => {
+                if let Some(nulls) = nulls {
+                    self.write(nulls).await;
+                }
+            }
         }
         self.write(letters).await;
+    }
+
+    /// The lines that stand for `records`, failed by `failure` (--on-error null).
+    fn nulls(&self, records: &[Record], failure: &Failure) -> Lines {
+        let message = failure.to_string();
+        let failed = match failure {
+            Failure::Status { status, body, .. } => Failed::Answered {
+                status: status.as_u16(),
+                body,
+            },
+            _ => Failed::Unanswered {
+                code: match failure {
+                    Failure::Record(_) | Failure::Line(_) => "invalid_request",
+                    Failure::Response { .. } => "invalid_response",
+                    _ => failure.status_or_kind().err().unwrap_or("failed"),
+                },
+                message: &message,
+            },
+        };
+        Lines::Nulls(
+            records
+                .iter()
+                .map(|record| self.codec.failed_line(record, &failed))
+                .collect(),
+        )
     }
 
     /// Whether the records failed so far are more than --max-errors allows.

@@ -14,6 +14,7 @@ use crate::input::Record;
 use crate::report::quote;
 use crate::wire::json::{self, Pointer};
 use crate::wire::presets::{Flags, PLAIN, Preset, preset};
+use crate::wire::requests::{self, Failed, Ids};
 
 /// How requests are made and answers read, chosen once: one [`Way`] of talking, what is sent
 /// for each record, and how each result is written.
@@ -23,6 +24,15 @@ pub struct Codec {
     way: Way,
     /// Output the record with its result under this member (--merge).
     pub merge: Option<String>,
+    /// Wrap each line as {"file", "line", "result"} (--tag).
+    tag: bool,
+}
+
+/// What an answer says beside its body, for the codecs that write it down.
+pub struct Meta<'a> {
+    pub status: u16,
+    /// The x-request-id header's value.
+    pub request_id: Option<&'a str>,
 }
 
 /// What is sent for each record.
@@ -55,6 +65,9 @@ enum Way {
     },
     /// Open Inference Protocol tensors (--api v2); `fields` open the body's object.
     Tensor { fields: String, v2: V2 },
+    /// OpenAI batch files (--api openai-batch): each record is a whole request, sent as its
+    /// `body` to its `url`; the answer is written in the batch output format, with `ids`.
+    Requests { ids: Ids },
 }
 
 /// Where the results are in an answer.
@@ -115,6 +128,7 @@ impl Codec {
         let plain = answer.is_plain() && input.is_none() && flags.merge.is_none() && !preset.chat;
         let way = match around {
             Around::Tensor(fields, v2) => Way::Tensor { fields, v2 },
+            Around::Template(..) if preset.requests => Way::Requests { ids: Ids::new() },
             Around::Template(before, after) if single => Way::Single {
                 before,
                 after,
@@ -136,18 +150,44 @@ impl Codec {
             },
             way,
             merge: flags.merge.clone(),
+            tag: flags.tag,
         })
     }
 
     /// Whether each request carries one record.
     pub fn single(&self) -> bool {
-        matches!(self.way, Way::Single { .. })
+        matches!(self.way, Way::Single { .. } | Way::Requests { .. })
+    }
+
+    /// Whether each record is a whole request with its own id (--api openai-batch).
+    pub fn requests(&self) -> bool {
+        matches!(self.way, Way::Requests { .. })
+    }
+
+    /// The record's own id, when records are requests that have one (custom_id).
+    pub fn id<'a>(&self, record: &'a RawValue) -> Option<&'a str> {
+        match self.way {
+            Way::Requests { .. } => requests::custom_id(record),
+            _ => None,
+        }
+    }
+
+    /// The path, under the base URL, of the request for `records`, when each request says
+    /// its own.
+    pub fn path<'a>(&self, records: &'a [Record]) -> Option<&'a str> {
+        match (&self.way, records) {
+            (Way::Requests { .. }, [record]) => requests::request(&record.json).ok().map(|r| r.url),
+            _ => None,
+        }
     }
 
     /// What is sent for `record`, or why it cannot be sent (it names the flag at fault).
     fn input<'a>(&self, record: &'a RawValue) -> Result<Input<'a>, String> {
         if self.merge.is_some() && !json::is_object(record) {
             return Err("--merge needs each record to be a JSON object".into());
+        }
+        if let Way::Requests { .. } = self.way {
+            return requests::request(record).map(|request| Input::Text(request.body));
         }
         let part = match &self.select.input {
             None => record,
@@ -196,6 +236,7 @@ impl Codec {
             Way::Plain => return Ok(plain_body(records)),
             Way::Batch { before, after, .. } => Ok(spliced(before, after, inputs, true)),
             Way::Single { before, after, .. } => Ok(spliced(before, after, inputs, false)),
+            Way::Requests { .. } => Ok(spliced("", "", inputs, false)),
             Way::Tensor { fields, v2 } => v2.body(fields, inputs),
         };
         made.map_err(|e| {
@@ -209,7 +250,12 @@ impl Codec {
 
     /// The `expected` results in a 2xx body, found where the codec says; or what is wrong
     /// with it, with the start of the body when its shape is at fault.
-    pub fn results(&self, body: &[u8], expected: usize) -> Result<Vec<Box<RawValue>>, String> {
+    pub fn results(
+        &self,
+        body: &[u8],
+        expected: usize,
+        meta: Meta,
+    ) -> Result<Vec<Box<RawValue>>, String> {
         // The plain path: a bare array of the right length, taken apart in one go. Anything
         // else takes the general path, which says what is wrong.
         if let Way::Plain = self.way {
@@ -226,6 +272,11 @@ impl Codec {
             Way::Batch { answer: at, .. } => at.read(answer, expected, false),
             Way::Single { answer: at, .. } => at.read(answer, expected, true),
             Way::Tensor { v2, .. } => v2.results(answer, expected),
+            Way::Requests { .. } => Ok(vec![requests::response(
+                meta.status,
+                meta.request_id,
+                answer,
+            )]),
         };
         read.map_err(|e| match e {
             Unusable::Shape(problem) => format!("{problem}; body: {}", quote(body)),
@@ -233,14 +284,46 @@ impl Codec {
         })
     }
 
-    /// The line written for `record` answered by `result`.
-    pub fn line(&self, record: &RawValue, result: Box<RawValue>) -> Box<RawValue> {
-        let Some(field) = &self.merge else {
-            return result;
+    /// Whether results are written as they come (the fast path).
+    pub fn writes_results_as_they_are(&self) -> bool {
+        self.merge.is_none() && !self.tag && !self.requests()
+    }
+
+    /// The line written for `record` answered by `result`: merged into the record (--merge),
+    /// as a batch output line (--api openai-batch), tagged (--tag).
+    pub fn line(&self, record: &Record, result: Box<RawValue>) -> Box<RawValue> {
+        let line = match (&self.merge, &self.way) {
+            (_, Way::Requests { ids }) => ids.answered(&record.json, &result),
+            (Some(field), _) => json::with_member(&record.json, field, &result)
+                .and_then(|merged| RawValue::from_string(merged).ok())
+                .unwrap_or(result),
+            (None, _) => result,
         };
-        json::with_member(record, field, &result)
-            .and_then(|merged| RawValue::from_string(merged).ok())
-            .unwrap_or(result)
+        self.tagged(record, line)
+    }
+
+    /// The line that stands for `record`, which failed, under --on-error null: `null`, or the
+    /// batch output line that says how it failed (--api openai-batch); tagged (--tag).
+    pub fn failed_line(&self, record: &Record, failed: &Failed) -> Box<RawValue> {
+        let line = match &self.way {
+            Way::Requests { ids } => ids.failed(&record.json, failed),
+            _ => RawValue::NULL.to_owned(),
+        };
+        self.tagged(record, line)
+    }
+
+    /// `line` as {"file": ..., "line": N, "result": line} with --tag.
+    fn tagged(&self, record: &Record, line: Box<RawValue>) -> Box<RawValue> {
+        if !self.tag {
+            return line;
+        }
+        let file = serde_json::to_string(&*record.at.source).unwrap_or_else(|_| "null".into());
+        let tagged = format!(
+            r#"{{"file":{file},"line":{},"result":{}}}"#,
+            record.at.line,
+            line.get()
+        );
+        RawValue::from_string(tagged).unwrap_or(line)
     }
 }
 
@@ -893,6 +976,11 @@ fn nest(values: &[&RawValue], dims: &[usize]) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// What a 200 answer without a request id says beside its body.
+    const OK: Meta<'static> = Meta {
+        status: 200,
+        request_id: None,
+    };
     use super::*;
     use crate::testing::record;
 
@@ -953,16 +1041,16 @@ mod tests {
     #[test]
     fn results_must_be_an_array_of_the_right_length() {
         let plain = codec(&[]);
-        assert_eq!(plain.results(b"[1, {\"b\": 2}]", 2).unwrap().len(), 2);
-        let wrong = plain.results(b"[1]", 2).unwrap_err();
+        assert_eq!(plain.results(b"[1, {\"b\": 2}]", 2, OK).unwrap().len(), 2);
+        let wrong = plain.results(b"[1]", 2, OK).unwrap_err();
         assert_eq!(wrong, "expected 2 results (one per record), got 1");
-        let object = plain.results(b"{\"predictions\": []}", 2).unwrap_err();
+        let object = plain.results(b"{\"predictions\": []}", 2, OK).unwrap_err();
         assert_eq!(
             object,
             "expected a JSON array of results, but the answer is an object; its member \
              /predictions is an array of 0: try --results /predictions; body: {\"predictions\": []}"
         );
-        let garbage = plain.results(b"<html>oops</html>", 2).unwrap_err();
+        let garbage = plain.results(b"<html>oops</html>", 2, OK).unwrap_err();
         assert!(garbage.starts_with("not valid JSON"), "{garbage}");
         assert!(garbage.ends_with("body: <html>oops</html>"), "{garbage}");
     }
@@ -971,7 +1059,7 @@ mod tests {
         let tfserving = codec(&["--api", "tfserving"]);
         let nested = br#"{"id": "x", "output": {"scores": [1, 2], "model": "m"}}"#;
         assert_eq!(
-            tfserving.results(nested, 2).unwrap_err(),
+            tfserving.results(nested, 2, OK).unwrap_err(),
             format!(
                 "the answer has no /predictions (--results); its member /output/scores is an \
                  array of 2: try --results /output/scores; body: {}",
@@ -979,7 +1067,7 @@ mod tests {
             )
         );
         let two = codec(&[])
-            .results(br#"{"a": [1], "b": [2]}"#, 1)
+            .results(br#"{"a": [1], "b": [2]}"#, 1, OK)
             .unwrap_err();
         assert!(
             two.starts_with(
@@ -987,20 +1075,20 @@ mod tests {
             ),
             "{two}"
         );
-        let slash = codec(&[]).results(br#"{"a/b": [1]}"#, 1).unwrap_err();
+        let slash = codec(&[]).results(br#"{"a/b": [1]}"#, 1, OK).unwrap_err();
         assert!(slash.contains("try --results /a~1b;"), "{slash}");
         let named = codec(&["--results", "/data"]);
-        let scalar = named.results(br#"{"data": "busy"}"#, 1).unwrap_err();
+        let scalar = named.results(br#"{"data": "busy"}"#, 1, OK).unwrap_err();
         assert!(
             scalar.starts_with("/data in the answer is a string, not an array (--results); body: "),
             "{scalar}"
         );
-        let bare = named.results(b"[1]", 1).unwrap_err();
+        let bare = named.results(b"[1]", 1, OK).unwrap_err();
         assert!(
             bare.contains("; the answer itself is an array of 1: try --results ''; "),
             "{bare}"
         );
-        let text = codec(&[]).results(br#""busy""#, 1).unwrap_err();
+        let text = codec(&[]).results(br#""busy""#, 1, OK).unwrap_err();
         assert_eq!(
             text,
             "expected a JSON array of results, but the answer is a string; body: \"busy\""

@@ -5,8 +5,10 @@
 mod codec;
 pub mod json;
 mod presets;
+mod requests;
 mod usage;
 
-pub use codec::{Codec, Input};
+pub use codec::{Codec, Input, Meta};
 pub use presets::Flags;
+pub use requests::{Failed, Seen, id_hash};
 pub use usage::{Usage, usage};

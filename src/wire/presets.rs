@@ -18,6 +18,8 @@ pub struct Flags<'a> {
     pub v2_input: &'a Option<String>,
     pub v2_datatype: &'a Option<String>,
     pub v2_output: &'a Option<String>,
+    /// Each result line says which record it answers (--tag).
+    pub tag: bool,
 }
 
 /// The settings each preset stands for.
@@ -30,6 +32,8 @@ pub struct Preset {
     pub(super) chat: bool,
     pub(super) v2: bool,
     pub(super) needs_model: bool,
+    /// Each record is a whole request of an OpenAI batch file.
+    pub(super) requests: bool,
 }
 
 pub const PLAIN: Preset = Preset {
@@ -41,6 +45,7 @@ pub const PLAIN: Preset = Preset {
     chat: false,
     v2: false,
     needs_model: false,
+    requests: false,
 };
 
 pub fn preset(api: Api) -> Preset {
@@ -77,6 +82,12 @@ pub fn preset(api: Api) -> Preset {
         },
         Api::Tei => Preset {
             template: r#"{"inputs": $batch}"#,
+            ..PLAIN
+        },
+        Api::OpenaiBatch => Preset {
+            template: "$record",
+            single: true,
+            requests: true,
             ..PLAIN
         },
         Api::OllamaEmbed => Preset {

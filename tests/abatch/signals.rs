@@ -316,8 +316,8 @@ fn resume_refuses_an_output_longer_than_the_input() {
     assert_eq!(
         stderr.message(),
         format!(
-            "abatch: --resume: {} held 3 lines, but the input has only 2 records; \
-             is it the output of another input?",
+            "abatch: --resume: {} answers 3 records, but only 2 of them are in the \
+             input; is it the output of another input?",
             out.display()
         )
     );
