@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # abatch against real model servers: KServe (v1 and v2 protocols on one port) and MLflow,
 # each serving a logistic regression on iris trained here, on 127.0.0.1. The predicted
-# classes of fixtures/iris.jsonl must be fixtures/expected/iris-classes.jsonl.
+# classes of fixtures/iris.jsonl must be fixtures/expected/iris-classes.jsonl. Then LitServe's
+# OpenAI-compatible chat endpoint (a deterministic model, no weights) answers the OpenAI batch
+# file fixtures/openai-batch.jsonl through --api openai-batch, twice: whole, and resumed.
 #
 # The servers are installed from PyPI into virtual environments under $ABATCH_REAL_CACHE
 # (default ~/.cache/abatch-real-servers), once: a second run skips the installs.
@@ -86,6 +88,7 @@ check() {
 
 venv kserve kserve==0.21.0 scikit-learn==1.9.1 joblib==1.6.0
 venv mlflow mlflow-skinny==3.17.2 scikit-learn==1.9.1 pandas==3.1.1
+venv litserve litserve==0.2.19 fastapi==0.165.0 uvicorn==0.54.0 pydantic==2.14.4 pyzmq==27.3.0
 
 "$cache/kserve/bin/python" "$here/train.py" joblib "$work/iris.joblib"
 "$cache/mlflow/bin/python" "$here/train.py" mlflow "$work/iris-mlflow"
@@ -108,4 +111,24 @@ check kserve-v2 -u "http://127.0.0.1:$kserve_port/v2/models/iris/infer" --api v2
 
 wait_for "http://127.0.0.1:$mlflow_port/ping" "$work/mlflow.log" "$mlflow_pid"
 check mlflow -u "http://127.0.0.1:$mlflow_port/invocations" --api tfserving
+openai_port=$(free_port)
+"$cache/litserve/bin/python" "$here/openai_server.py" "$openai_port" >"$work/openai.log" 2>&1 &
+pids+=($!)
+openai_pid=$!
+wait_for "http://127.0.0.1:$openai_port/health" "$work/openai.log" "$openai_pid"
+batch="$root/fixtures/openai-batch.jsonl"
+NO_PROXY=127.0.0.1 no_proxy=127.0.0.1 "$abatch" --api openai-batch -c 4 \
+    -u "http://127.0.0.1:$openai_port" "$batch" -o "$work/openai-out.jsonl"
+"$python" "$here/check_openai_batch.py" "$batch" "$work/openai-out.jsonl"
+# Resumed: an output holding the first 7 answers, one more cut half-way, as a killed run
+# leaves it; the second run sends only the 13 others.
+head -n 7 "$work/openai-out.jsonl" >"$work/openai-resumed.jsonl"
+sed -n 8p "$work/openai-out.jsonl" | head -c 40 >>"$work/openai-resumed.jsonl"
+NO_PROXY=127.0.0.1 no_proxy=127.0.0.1 "$abatch" --api openai-batch -c 4 --resume \
+    -u "http://127.0.0.1:$openai_port" "$batch" -o "$work/openai-resumed.jsonl" \
+    --stats "$work/openai-stats.json"
+"$python" "$here/check_openai_batch.py" "$batch" "$work/openai-resumed.jsonl"
+"$python" -c 'import json, sys; n = json.load(open(sys.argv[1]))["requests"]["count"]; assert n == 13, n' \
+    "$work/openai-stats.json"
+say "litserve: OpenAI batch file answered, and resumed with 13 requests"
 say "all passed"
