@@ -277,10 +277,18 @@ pub struct Cli {
     pub retry_max_wait: Duration,
 
     /// What a batch (or an invalid input line) that still fails does: stop the run (abort),
-    /// write nothing for its records (skip), or write a null line for each (null); a 401,
-    /// 403, 404 or 405, which no record would pass, stops the run under each
-    #[arg(long, value_name = "POLICY", value_enum, default_value_t = OnError::Abort, help_heading = "Reliability", env = "ABATCH_ON_ERROR")]
-    pub on_error: OnError,
+    /// write nothing for its records (skip), or write a null line for each (null; with --api
+    /// openai-batch, the line OpenAI writes for a failed request); a 401, 403, 404 or 405,
+    /// which no record would pass, stops the run under each [default: abort; null with --api
+    /// openai-batch]
+    #[arg(
+        long,
+        value_name = "POLICY",
+        value_enum,
+        help_heading = "Reliability",
+        env = "ABATCH_ON_ERROR"
+    )]
+    pub on_error: Option<OnError>,
 
     /// Under --on-error skip or null, stop the run (exit 1) once more than N records, or more
     /// than P% of those answered or failed so far (judged from 100 on), have failed

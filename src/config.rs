@@ -52,7 +52,13 @@ impl Config {
             tag: cli.tag,
         })
         .map_err(|problem| usage(clap::error::ErrorKind::InvalidValue, problem))?;
-        if cli.max_errors.is_some() && cli.on_error == OnError::Abort {
+        // A batch file's failed requests get their lines, as OpenAI writes them.
+        let on_error = cli.on_error.unwrap_or(if codec.requests() {
+            OnError::Null
+        } else {
+            OnError::Abort
+        });
+        if cli.max_errors.is_some() && on_error == OnError::Abort {
             return Err(conflict(
                 "--max-errors needs --on-error skip or null: under abort the first failure \
                  already stops the run"
@@ -71,7 +77,7 @@ impl Config {
                     .into(),
             ));
         }
-        if cli.resume && matching == Matching::Count && cli.on_error == OnError::Skip {
+        if cli.resume && matching == Matching::Count && on_error == OnError::Skip {
             return Err(conflict(
                 "--resume cannot be used with --on-error skip: skipped records leave no line, \
                  so the output's line count no longer tells how far the input was done"
@@ -128,7 +134,7 @@ impl Config {
                 },
                 rate: cli.rate,
                 tpm: cli.tpm,
-                on_error: cli.on_error,
+                on_error,
                 max_errors: cli.max_errors,
                 deadline: cli.deadline,
                 idempotency_key: cli.idempotency_key,

@@ -111,6 +111,7 @@ mod tests {
         Failure::Status {
             status: StatusCode::from_u16(code).unwrap(),
             body: String::new(),
+            json: None,
             retry_after: retry_after.map(|s| RetryAfter {
                 wait: Duration::from_secs(s),
                 header: s.to_string(),

@@ -21,7 +21,7 @@ pub use told::{Exhausted, RetryAfter};
 
 mod encoding;
 mod told;
-use crate::report::{QUOTED_BODY, quote};
+use crate::report::quote;
 
 /// Where and how requests go.
 pub struct Settings {
@@ -39,7 +39,11 @@ pub enum Failure {
     #[error("HTTP {status}: {body}")]
     Status {
         status: StatusCode,
+        /// The start of the body, quoted for messages.
         body: String,
+        /// The body, when it is JSON of at most `KEPT_BODY` bytes (an OpenAI batch output
+        /// line records it).
+        json: Option<Box<RawValue>>,
         /// How long the server asked to wait before trying again.
         retry_after: Option<RetryAfter>,
     },
@@ -176,6 +180,8 @@ struct Shown<'a> {
 const USER_AGENT: &str = concat!("abatch/", env!("CARGO_PKG_VERSION"));
 
 const MAX_REDIRECTS: usize = 10;
+/// The most of an error answer's body kept whole.
+const KEPT_BODY: usize = 16 << 10;
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 impl Client {
@@ -311,10 +317,13 @@ impl Client {
     async fn answer(&self, mut response: reqwest::Response) -> Result<Reply, Failure> {
         let status = response.status();
         if !status.is_success() {
+            let retry_after = told::retry_after(response.headers(), SystemTime::now());
+            let (body, json) = self.describe(response).await;
             return Err(Failure::Status {
                 status,
-                retry_after: told::retry_after(response.headers(), SystemTime::now()),
-                body: self.describe(response).await,
+                retry_after,
+                body,
+                json,
             });
         }
         let limit = self.max_response_bytes;
@@ -365,31 +374,40 @@ impl Client {
         })
     }
 
-    /// What an unsuccessful answer says: where it redirects, or the start of its body.
-    async fn describe(&self, mut response: reqwest::Response) -> String {
+    /// What an unsuccessful answer says: where it redirects, or the start of its body; and
+    /// the body itself when it is JSON of at most `KEPT_BODY` bytes.
+    async fn describe(&self, mut response: reqwest::Response) -> (String, Option<Box<RawValue>>) {
         if response.status().is_redirection() {
             let location = response
                 .headers()
                 .get(LOCATION)
                 .and_then(|l| l.to_str().ok());
-            return format!("redirects to {}", location.unwrap_or("nowhere"));
+            return (
+                format!("redirects to {}", location.unwrap_or("nowhere")),
+                None,
+            );
         }
         let coding = content_encoding(&response);
-        // Enough of a compressed body to hold the part quoted.
+        // Enough of a compressed body to hold the part kept.
         let enough = if coding.is_some() {
             64 << 10
         } else {
-            QUOTED_BODY
+            KEPT_BODY + 1
         };
         let mut body = Vec::new();
         while body.len() < enough {
             match response.chunk().await {
                 Ok(Some(chunk)) => body.extend_from_slice(&chunk),
                 Ok(None) => break,
-                Err(e) => return format!("(body unreadable: {})", self.failure(&e)),
+                Err(e) => return (format!("(body unreadable: {})", self.failure(&e)), None),
             }
         }
-        quote(&encoding::start(coding.as_deref(), body, QUOTED_BODY))
+        let body = encoding::start(coding.as_deref(), body, KEPT_BODY + 1);
+        let json = std::str::from_utf8(&body)
+            .ok()
+            .filter(|_| body.len() <= KEPT_BODY)
+            .and_then(|text| RawValue::from_string(text.to_owned()).ok());
+        (quote(&body), json)
     }
 
     fn failure(&self, error: &reqwest::Error) -> Failure {

@@ -199,9 +199,12 @@ impl<'a> Router<'a> {
     fn nulls(&self, records: &[Record], failure: &Failure) -> Lines {
         let message = failure.to_string();
         let failed = match failure {
-            Failure::Status { status, body, .. } => Failed::Answered {
+            Failure::Status {
+                status, body, json, ..
+            } => Failed::Answered {
                 status: status.as_u16(),
-                body,
+                json: json.as_deref(),
+                quoted: body,
             },
             _ => Failed::Unanswered {
                 code: match failure {

@@ -116,8 +116,13 @@ pub fn response(status: u16, request_id: Option<&str>, body: &RawValue) -> Box<R
 
 /// How a request failed, for its output line.
 pub enum Failed<'a> {
-    /// The server answered with an error status: recorded as its response, as OpenAI does.
-    Answered { status: u16, body: &'a str },
+    /// The server answered with an error status: recorded as its response, as OpenAI does,
+    /// with its body when it is JSON, else the start of it quoted, as a string.
+    Answered {
+        status: u16,
+        json: Option<&'a RawValue>,
+        quoted: &'a str,
+    },
     /// No answer: `code` names the kind of failure.
     Unanswered { code: &'a str, message: &'a str },
 }
@@ -153,12 +158,12 @@ impl Ids {
     /// The output line for `request` (a request line, or any line) that got no answer.
     pub fn failed(&self, request: &RawValue, failed: &Failed) -> Box<RawValue> {
         match failed {
-            Failed::Answered { status, body } => {
-                // The body as the server sent it, when it is JSON (quoted for messages, it
-                // may be cut short); else as a string.
-                let body = serde_json::from_str::<&RawValue>(body)
-                    .map(|b| b.get().to_owned())
-                    .unwrap_or_else(|_| quoted(body));
+            Failed::Answered {
+                status,
+                json,
+                quoted: start,
+            } => {
+                let body = json.map_or_else(|| quoted(start), |json| json.get().to_owned());
                 let response =
                     format!(r#"{{"status_code":{status},"request_id":null,"body":{body}}}"#);
                 self.line(request, &response, "null")
@@ -275,7 +280,8 @@ mod tests {
             &request,
             &Failed::Answered {
                 status: 400,
-                body: r#"{"error": {"message": "bad"}}"#,
+                json: Some(&line(r#"{"error": {"message": "bad"}}"#)),
+                quoted: "{\"error\": ...",
             },
         );
         let value: serde_json::Value = serde_json::from_str(refused.get()).unwrap();
