@@ -41,6 +41,23 @@ pub struct Cli {
     #[arg(long, value_name = "BYTES", default_value = "64MiB", value_parser = parse_bytes, allow_hyphen_values = true, help_heading = "Input", env = "ABATCH_MAX_LINE_BYTES")]
     pub max_line_bytes: NonZeroUsize,
 
+    /// Take only share K of N of the input (K from 0 to N-1), for N workers of a job array:
+    /// the lines that start in the K-th of N equal byte ranges of the input files (read from
+    /// there), or, for stdin and compressed input, every N-th record from the K-th
+    #[arg(long, value_name = "K/N", value_parser = parse_shard, conflicts_with = "shard_from_env", help_heading = "Input", env = "ABATCH_SHARD")]
+    pub shard: Option<Shard>,
+
+    /// Take K and N of --shard from the job engine: a Kubernetes Indexed Job
+    /// (JOB_COMPLETION_INDEX, with N from --shard-count) or a Slurm job array
+    /// (SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT, SLURM_ARRAY_TASK_MIN)
+    #[arg(long, help_heading = "Input", env = "ABATCH_SHARD_FROM_ENV", value_parser = Switch)]
+    pub shard_from_env: bool,
+
+    /// N for --shard-from-env where the engine does not say it (a Kubernetes Indexed Job's
+    /// completions)
+    #[arg(long, value_name = "N", value_parser = parse_shard_count, requires = "shard_from_env", help_heading = "Input", env = "ABATCH_SHARD_COUNT")]
+    pub shard_count: Option<u64>,
+
     /// Most records in one batch (1 to 1000000)
     #[arg(short, long, value_name = "N", default_value = "32", value_parser = parse_batch_size, allow_negative_numbers = true, help_heading = "Batching", env = "ABATCH_BATCH_SIZE")]
     pub batch_size: NonZeroUsize,
@@ -756,6 +773,47 @@ fn parse_error_budget(text: &str) -> Result<ErrorBudget, String> {
 fn parse_retries(text: &str) -> Result<u32, String> {
     let retries = whole(text, 0, MAX_RETRIES)?;
     u32::try_from(retries).map_err(|_| format!("must be at most {MAX_RETRIES}"))
+}
+
+/// The most shards an input may be cut into.
+pub const MOST_SHARDS: u64 = 1_000_000;
+
+/// Share K of N of the input, K from 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+impl Shard {
+    /// Share `index` of `count`, unless `index` is past the last.
+    pub fn new(index: u64, count: u64) -> Result<Shard, String> {
+        if count == 0 || count > MOST_SHARDS {
+            return Err(format!(
+                "the number of shards must be from 1 to {MOST_SHARDS}"
+            ));
+        }
+        if index >= count {
+            return Err(format!(
+                "shard {index} does not exist among {count} (they are numbered from 0 to {})",
+                count - 1
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    let (index, count) = text
+        .split_once('/')
+        .ok_or("expected K/N, such as 0/4 (shard K of N, K from 0)")?;
+    let index = whole(index, 0, MOST_SHARDS - 1).map_err(|e| format!("K {e}"))?;
+    let count = whole(count, 1, MOST_SHARDS).map_err(|e| format!("N {e}"))?;
+    Shard::new(index, count)
+}
+
+fn parse_shard_count(text: &str) -> Result<u64, String> {
+    whole(text, 1, MOST_SHARDS)
 }
 
 /// A count from 1 to `max`.

@@ -7,7 +7,7 @@ use std::num::NonZeroUsize;
 use clap::CommandFactory;
 
 use crate::batch::Limits;
-use crate::cli::{Cli, Concurrency, Header, OnError};
+use crate::cli::{Cli, Concurrency, Header, OnError, Shard};
 use crate::flow::{self, retry::Policy};
 use crate::http;
 use crate::input;
@@ -94,6 +94,14 @@ impl Config {
             dry_run: cli.dry_run,
         };
         crate::files::check(&cli.inputs, &files).map_err(conflict)?;
+        let shard = match (cli.shard, cli.shard_from_env) {
+            (Some(shard), _) => Some(shard),
+            (None, true) => Some(
+                shard_from_env(cli.shard_count, |name| std::env::var(name).ok())
+                    .map_err(|e| usage(clap::error::ErrorKind::ValueValidation, e))?,
+            ),
+            (None, false) => None,
+        };
         let url = cli.url.ok_or_else(|| {
             usage(
                 clap::error::ErrorKind::MissingRequiredArgument,
@@ -114,6 +122,7 @@ impl Config {
             input: input::Settings {
                 paths: cli.inputs,
                 max_line: cli.max_line_bytes.get(),
+                shard,
             },
             concurrency: cli.concurrency,
             http: http::Settings {
@@ -149,5 +158,130 @@ impl Config {
                 insecure: cli.insecure,
             },
         })
+    }
+}
+
+/// The shard a job engine's environment (`var`) names: a Kubernetes Indexed Job's
+/// JOB_COMPLETION_INDEX with `count` (--shard-count), or a Slurm array's task id, count and
+/// first id. Where both are present, Kubernetes' wins only if Slurm's agree with it.
+fn shard_from_env(
+    count: Option<u64>,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Shard, String> {
+    let number =
+        |name: &str| -> Result<Option<u64>, String> {
+            match var(name) {
+                None => Ok(None),
+                Some(text) => text.trim().parse().map(Some).map_err(|_| {
+                    format!("--shard-from-env: {name}={text:?} is not a whole number")
+                }),
+            }
+        };
+    if let Some(index) = number("JOB_COMPLETION_INDEX")? {
+        let count = count.ok_or(
+            "--shard-from-env: JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) says K, but not \
+             N: pass the Job's completions as --shard-count N (or ABATCH_SHARD_COUNT)",
+        )?;
+        return Shard::new(index, count).map_err(|e| {
+            format!(
+                "--shard-from-env: JOB_COMPLETION_INDEX={index} with --shard-count {count}: {e}"
+            )
+        });
+    }
+    if let Some(task) = number("SLURM_ARRAY_TASK_ID")? {
+        let slurm_count = number("SLURM_ARRAY_TASK_COUNT")?;
+        let first = number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+        let total = match (slurm_count, count) {
+            (Some(slurm), Some(given)) if slurm != given => {
+                return Err(format!(
+                    "--shard-from-env: SLURM_ARRAY_TASK_COUNT={slurm} but --shard-count {given}; \
+                     drop --shard-count"
+                ));
+            }
+            (Some(total), _) | (None, Some(total)) => total,
+            (None, None) => {
+                return Err("--shard-from-env: SLURM_ARRAY_TASK_ID is set but not \
+                            SLURM_ARRAY_TASK_COUNT; pass --shard-count N"
+                    .into());
+            }
+        };
+        let index = task.checked_sub(first).ok_or_else(|| {
+            format!(
+                "--shard-from-env: SLURM_ARRAY_TASK_ID={task} is below SLURM_ARRAY_TASK_MIN={first}"
+            )
+        })?;
+        return Shard::new(index, total).map_err(|e| {
+            format!(
+                "--shard-from-env: SLURM_ARRAY_TASK_ID={task} (from SLURM_ARRAY_TASK_MIN={first}) \
+                 of SLURM_ARRAY_TASK_COUNT={total}: {e}; abatch needs the array's ids to be \
+                 consecutive, as --array=0-{} makes them",
+                total.saturating_sub(1)
+            )
+        });
+    }
+    Err(
+        "--shard-from-env: neither JOB_COMPLETION_INDEX (a Kubernetes Indexed Job) nor \
+         SLURM_ARRAY_TASK_ID (a Slurm job array) is set; pass --shard K/N instead"
+            .into(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    #[test]
+    fn each_engine_names_its_shard() {
+        let shard = |count, vars: &[(&str, &str)]| shard_from_env(count, env(vars));
+        assert_eq!(
+            shard(Some(4), &[("JOB_COMPLETION_INDEX", "3")]),
+            Ok(Shard { index: 3, count: 4 })
+        );
+        assert_eq!(
+            shard(
+                None,
+                &[
+                    ("SLURM_ARRAY_TASK_ID", "12"),
+                    ("SLURM_ARRAY_TASK_COUNT", "5"),
+                    ("SLURM_ARRAY_TASK_MIN", "10")
+                ]
+            ),
+            Ok(Shard { index: 2, count: 5 })
+        );
+        assert_eq!(
+            shard(Some(3), &[("SLURM_ARRAY_TASK_ID", "1")]),
+            Ok(Shard { index: 1, count: 3 })
+        );
+    }
+
+    #[test]
+    fn missing_or_inconsistent_variables_are_named() {
+        let error = |count, vars: &[(&str, &str)]| shard_from_env(count, env(vars)).unwrap_err();
+        assert!(error(None, &[]).contains("neither JOB_COMPLETION_INDEX"));
+        assert!(error(None, &[("JOB_COMPLETION_INDEX", "0")]).contains("--shard-count"));
+        assert!(error(Some(2), &[("JOB_COMPLETION_INDEX", "2")]).contains("does not exist"));
+        assert!(error(Some(2), &[("JOB_COMPLETION_INDEX", "x")]).contains("not a whole number"));
+        let slurm = [
+            ("SLURM_ARRAY_TASK_ID", "9"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+        ];
+        assert!(error(None, &slurm).contains("consecutive"));
+        assert!(error(Some(3), &slurm[..2]).contains("drop --shard-count"));
+        assert!(error(None, &[("SLURM_ARRAY_TASK_ID", "0")]).contains("SLURM_ARRAY_TASK_COUNT"));
+        let below = [
+            ("SLURM_ARRAY_TASK_ID", "0"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+        ];
+        assert!(error(None, &below).contains("below"));
     }
 }

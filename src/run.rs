@@ -52,7 +52,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
     // Caught from the start: a signal before anything is sent still ends the run in order.
     let signals = Signals::catch();
     // Every input opens before anything is sent or any file is touched.
-    let sources = input::open(&input.paths)?;
+    let sources = input::open(&input.paths, input.shard)?;
     let dry_run_output = files.output.as_deref().filter(|_| files.dry_run);
     report::before_the_run(input.paths.is_empty(), &display, dry_run_output);
     let client = Client::new(&http)?;

@@ -100,6 +100,26 @@ pub fn decoded<'a>(raw: impl Read + 'a) -> io::Result<Decoded<'a>> {
     })
 }
 
+/// `raw` as plain text, whatever its first bytes: a slice of a plain file (--shard), whose
+/// first line may start with anything.
+pub fn plain<'a>(raw: impl Read + 'a) -> Decoded<'a> {
+    let taken = Rc::new(Cell::new(0));
+    let text = Box::new(Counted {
+        inner: raw,
+        taken: taken.clone(),
+    });
+    Decoded {
+        text,
+        format: Format::Plain,
+        taken,
+    }
+}
+
+/// Whether bytes that start so are compressed in a format abatch reads.
+pub fn is_compressed(first: &[u8]) -> bool {
+    MAGIC.iter().any(|(_, magic)| first.starts_with(magic))
+}
+
 /// A failure to read the source itself, not its data.
 #[derive(Debug)]
 struct Unreadable(io::Error);

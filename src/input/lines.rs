@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 
 use super::decode::{self, Format};
-use super::source::{Source, is_stopping};
+use super::source::{Share, Source, is_stopping};
 use super::{Location, Pending, Record};
 
 const READ_BUFFER: usize = 256 * 1024;
@@ -31,19 +31,39 @@ pub enum Ended {
 
 /// Reads one input, handing records over whenever the next read could block.
 pub fn read_one(
-    source: Source,
+    mut source: Source,
     max_line: usize,
     stop: &CancellationToken,
     pending: &mut Pending,
 ) -> anyhow::Result<Ended> {
     let name = source.name().clone();
-    let decoded = decode::decoded(source.stoppable(stop))
-        .map_err(|e| anyhow!("{name}:1: cannot read: {e}"))?;
+    let share = source.share;
+    // Of a byte-range shard, where its lines begin and how far they may start.
+    let entered = match source.enter(stop) {
+        Ok(Some(entered)) => entered,
+        Ok(None) => return Ok(Ended::Input),
+        Err(e) if is_stopping(&e) => return Ok(Ended::Stopped),
+        Err(e) => return Err(anyhow!("{name}: cannot read: {e}")),
+    };
+    let decoded = match share {
+        Share::Bytes { .. } => decode::plain(source.stoppable(stop)),
+        _ => decode::decoded(source.stoppable(stop))
+            .map_err(|e| anyhow!("{name}:1: cannot read: {e}"))?,
+    };
     let format = decoded.format;
     let mut reader = BufReader::with_capacity(READ_BUFFER, decoded.text);
     let mut line = Vec::new();
-    let mut number = 0u64;
-    let mut first_value = true;
+    let mut number = entered.first_line - 1;
+    // Records met so far, for a shard that keeps every N-th.
+    let mut met = 0u64;
+    let ours = |met: &mut u64| match share {
+        Share::Every { index, count } => {
+            *met += 1;
+            (*met - 1) % count == index
+        }
+        _ => true,
+    };
+    let mut first_value = entered.first_line == 1;
     // Bytes taken from this input: each record counts those since the record before it, blank
     // lines, a byte order mark and line endings included, for the progress display; of a
     // compressed input, the compressed bytes, which its size on disk measures.
@@ -73,6 +93,10 @@ pub fn read_one(
         if (pending.is_full() || next_read_may_block) && !pending.hand_over() {
             return Ok(Ended::Gone);
         }
+        if bytes.taken >= entered.length {
+            // The next line starts past this shard's range.
+            return Ok(Ended::Input);
+        }
         line.clear();
         number += 1;
         let at = Location {
@@ -87,7 +111,7 @@ pub fn read_one(
             Ok(read) => read,
             Err(e) if is_stopping(&e) => {
                 // The start of a line whose end was never read: bytes taken, so kept.
-                if !is_blank(&line) {
+                if !is_blank(&line) && ours(&mut met) {
                     bytes.taken(line.len());
                     let problem = "the run stopped before the rest of this line was read";
                     let record = invalid(&line, at, problem.into(), bytes.record());
@@ -119,15 +143,17 @@ pub fn read_one(
                 false => skip_line(&mut reader),
             };
             bytes.taken(*skipped.as_ref().unwrap_or(&0));
-            let record = invalid(kept, at.clone(), problem, bytes.record());
-            pending.push(Ok(record), read);
+            if ours(&mut met) {
+                let record = invalid(kept, at.clone(), problem, bytes.record());
+                pending.push(Ok(record), read);
+            }
             match skipped {
                 Ok(_) => continue,
                 Err(e) if is_stopping(&e) => return Ok(Ended::Stopped),
                 Err(e) => return Err(failed(e, at.line)),
             }
         }
-        if is_blank(content) {
+        if is_blank(content) || !ours(&mut met) {
             continue;
         }
         let record = match parse(content, first_value) {
@@ -240,7 +266,11 @@ mod tests {
             true
         };
         let mut pending = Pending::new(&mut send);
-        let source = super::super::open(&[path]).unwrap().list.pop().unwrap();
+        let source = super::super::open(&[path], None)
+            .unwrap()
+            .list
+            .pop()
+            .unwrap();
         let result = read_one(source, max_line, &CancellationToken::new(), &mut pending);
         if let Err(e) = result {
             pending.push(Err(e), 0);
@@ -402,7 +432,11 @@ mod tests {
             chunks.push(chunk);
             true
         };
-        let source = super::super::open(&[path]).unwrap().list.pop().unwrap();
+        let source = super::super::open(&[path], None)
+            .unwrap()
+            .list
+            .pop()
+            .unwrap();
         let ended = read_one(source, 100, &stop, &mut Pending::new(&mut send)).unwrap();
         assert_eq!(ended, Ended::Stopped);
         assert!(chunks.is_empty());

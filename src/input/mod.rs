@@ -16,6 +16,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::anyhow;
+
+use crate::cli::Shard;
 use futures::Stream;
 use futures::stream::{self, StreamExt};
 use serde_json::value::RawValue;
@@ -61,6 +63,8 @@ pub struct Settings {
     pub paths: Vec<PathBuf>,
     /// Longest input line accepted.
     pub max_line: usize,
+    /// Only this share of the input (--shard).
+    pub shard: Option<Shard>,
 }
 
 type Chunk = Vec<anyhow::Result<Record>>;

@@ -4,7 +4,7 @@
 use crate::common::*;
 
 #[path = "../shared/compress.rs"]
-mod compress;
+pub mod compress;
 
 #[derive(Clone, Copy, Debug)]
 enum Format {

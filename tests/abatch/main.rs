@@ -15,6 +15,7 @@ mod hostile;
 mod io;
 mod reliability;
 mod shaping;
+mod shards;
 mod signals;
 mod tls;
 mod usage;
