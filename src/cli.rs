@@ -263,6 +263,19 @@ pub struct Cli {
     #[arg(long, help_heading = "Output", env = "ABATCH_ORDERED", value_parser = Switch)]
     pub ordered: bool,
 
+    /// Exactly one output line per input line, in order, as Spark's RDD.pipe and Hadoop
+    /// Streaming expect: a result, or null for a line that failed, was blank or was invalid
+    /// (dead letters say why); exit 0 unless --max-errors stops the run. Implies --ordered
+    /// and --on-error null
+    #[arg(long, help_heading = "Output", env = "ABATCH_ALIGNED", value_parser = Switch)]
+    pub aligned: bool,
+
+    /// Also report counts on stderr as Hadoop Streaming reads them
+    /// (reporter:counter:abatch,NAME,AMOUNT and reporter:status:MESSAGE), at most once a
+    /// second
+    #[arg(long, help_heading = "Display", env = "ABATCH_HADOOP_COUNTERS", value_parser = Switch)]
+    pub hadoop_counters: bool,
+
     /// Continue an interrupted run: keep the complete lines of --output, skip the records
     /// they answer, and append the rest (needs --output, and --ordered, --tag or --api
     /// openai-batch to match lines to records)

@@ -52,12 +52,21 @@ impl Config {
             tag: cli.tag,
         })
         .map_err(|problem| usage(clap::error::ErrorKind::InvalidValue, problem))?;
-        // A batch file's failed requests get their lines, as OpenAI writes them.
-        let on_error = cli.on_error.unwrap_or(if codec.requests() {
-            OnError::Null
-        } else {
-            OnError::Abort
-        });
+        // A batch file's failed requests get their lines, as OpenAI writes them; aligned
+        // output has a line for every input line.
+        let on_error = match cli.on_error {
+            Some(on_error) if cli.aligned && on_error != OnError::Null => {
+                return Err(conflict(
+                    "--aligned writes a null line for each record that fails: --on-error skip \
+                     or abort would break the alignment (leave --on-error out)"
+                        .into(),
+                ));
+            }
+            Some(on_error) => on_error,
+            None if codec.requests() || cli.aligned => OnError::Null,
+            None => OnError::Abort,
+        };
+        let ordered = cli.ordered || cli.aligned;
         if cli.max_errors.is_some() && on_error == OnError::Abort {
             return Err(conflict(
                 "--max-errors needs --on-error skip or null: under abort the first failure \
@@ -70,7 +79,7 @@ impl Config {
             (false, true) => Matching::Ids,
             (false, false) => Matching::Count,
         };
-        if cli.resume && !cli.ordered && matching == Matching::Count {
+        if cli.resume && !ordered && matching == Matching::Count {
             return Err(conflict(
                 "--resume without --ordered needs output that says which record each line \
                  answers: add --tag (or --ordered, whose lines follow the input)"
@@ -88,7 +97,7 @@ impl Config {
             output: cli.output,
             errors: cli.errors,
             stats: cli.stats,
-            ordered: cli.ordered,
+            ordered,
             resume: cli.resume,
             matching,
             dry_run: cli.dry_run,
@@ -123,6 +132,7 @@ impl Config {
                 paths: cli.inputs,
                 max_line: cli.max_line_bytes.get(),
                 shard,
+                keep_blank: cli.aligned,
             },
             concurrency: cli.concurrency,
             http: http::Settings {
@@ -156,6 +166,8 @@ impl Config {
                 progress: cli.progress,
                 no_progress: cli.no_progress,
                 insecure: cli.insecure,
+                aligned: cli.aligned,
+                hadoop_counters: cli.hadoop_counters,
             },
         })
     }
@@ -163,7 +175,7 @@ impl Config {
 
 /// The shard a job engine's environment (`var`) names: a Kubernetes Indexed Job's
 /// JOB_COMPLETION_INDEX with `count` (--shard-count), or a Slurm array's task id, count and
-/// first id. Where both are present, Kubernetes' wins only if Slurm's agree with it.
+/// first id. Kubernetes' is looked for first.
 fn shard_from_env(
     count: Option<u64>,
     var: impl Fn(&str) -> Option<String>,

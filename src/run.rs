@@ -17,6 +17,7 @@ use crate::input::{self, Record};
 use crate::order;
 use crate::output::route::{Routed, Router};
 use crate::output::{self, Done, Finished, GiveUp, Output, Reader};
+use crate::report::hadoop::Counters;
 use crate::report::progress::{self, Progress};
 use crate::report::{self, Ending, Metrics, conclude, say};
 use crate::stop::{Signals, Stop};
@@ -82,7 +83,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
                 .display()
         ));
     }
-    let reading = input::records(sources, input.max_line, stop.stopping().clone());
+    let reading = input::records(sources, &input, stop.stopping().clone());
     let records = skipping(unique_ids(reading, &codec), &resumed, &codec, &metrics);
     let exchanges = batch::batches(records, limits).map(|batch| {
         let exchanger = &exchanger;
@@ -105,10 +106,12 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         &output,
         &codec,
     );
+    let counters = display.hadoop_counters.then(Counters::default);
     let mut watch = Watch {
         stop: &stop,
         signals,
         progress,
+        counters: counters.as_ref(),
         metrics: &metrics,
         give_up: output.give_up(),
         timeout: http.timeout,
@@ -131,6 +134,9 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
     let finished = watch.around(output.finish(), Phase::Draining).await;
     let reader_gone = reader == Reader::Gone || finished.reader == Reader::Gone;
     let (input_error, opened) = account_output(finished, &metrics, input_error);
+    if let Some(counters) = &counters {
+        counters.report(&metrics);
+    }
 
     let ending = Ending {
         metrics: &metrics,
@@ -203,6 +209,8 @@ struct Watch<'a> {
     stop: &'a Stop,
     signals: Option<Signals>,
     progress: Option<Progress>,
+    /// --hadoop-counters.
+    counters: Option<&'a Counters>,
     metrics: &'a Metrics,
     give_up: GiveUp,
     timeout: Duration,
@@ -216,10 +224,12 @@ impl Watch<'_> {
             stop,
             signals,
             progress,
+            counters,
             metrics,
             give_up,
             timeout,
         } = self;
+        let counters = counters.filter(|_| phase == Phase::Routing);
         let (progress, metrics, timeout) = (&*progress, *metrics, *timeout);
         let first_signal = || {
             // Off the screen before the message, which it would otherwise be drawn after.
@@ -246,6 +256,12 @@ impl Watch<'_> {
             }
             std::future::pending::<()>().await;
         };
+        let report_counts = async {
+            if let Some(counters) = counters {
+                counters.run(metrics).await;
+            }
+            std::future::pending::<()>().await;
+        };
         let done = tokio::select! {
             biased;
             done = work => done,
@@ -253,6 +269,7 @@ impl Watch<'_> {
                 unreachable!("signals are watched until the run ends")
             }
             () = show_progress => unreachable!("the progress display runs until the run ends"),
+            () = report_counts => unreachable!("counts are reported until the run ends"),
         };
         self.hide();
         done
@@ -305,10 +322,10 @@ fn skipping<'a>(
             }
             Err(_) => false,
         };
-        if skip {
-            Metrics::add(&metrics.skipped, 1);
-        } else if record.is_ok() {
-            Metrics::add(&metrics.read, 1);
+        match record {
+            _ if skip => Metrics::add(&metrics.skipped, 1),
+            Ok(record) if !record.blank => Metrics::add(&metrics.read, 1),
+            _ => {}
         }
         futures::future::ready(!skip)
     })

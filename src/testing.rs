@@ -18,6 +18,7 @@ pub fn record(source: &str, line: u64, json: &str) -> Record {
         },
         invalid: None,
         bytes: json.len() as u64 + 1,
+        blank: false,
     }
 }
 

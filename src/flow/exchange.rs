@@ -55,6 +55,8 @@ pub enum Part {
         why: Unsent,
         attempts: u32,
     },
+    /// Blank lines kept (--aligned): nothing to send, a null line each.
+    Blank { records: usize },
     /// --dry-run: the request that would have carried these records, as a JSON line.
     Shown {
         records: usize,
@@ -68,6 +70,7 @@ impl Part {
             Part::Answered { results, .. } => results.len(),
             Part::Failed { records, .. }
             | Part::Unsent { records, .. }
+            | Part::Blank { records }
             | Part::Shown { records, .. } => *records,
         }
     }
@@ -183,6 +186,14 @@ impl<'a> Exchanger<'a> {
                     records: records.len(),
                     why,
                     attempts: 0,
+                }],
+                records,
+            };
+        }
+        if records.iter().all(|record| record.blank) {
+            return Outcome {
+                parts: vec![Part::Blank {
+                    records: records.len(),
                 }],
                 records,
             };

@@ -33,6 +33,7 @@ pub enum Ended {
 pub fn read_one(
     mut source: Source,
     max_line: usize,
+    keep_blank: bool,
     stop: &CancellationToken,
     pending: &mut Pending,
 ) -> anyhow::Result<Ended> {
@@ -153,7 +154,20 @@ pub fn read_one(
                 Err(e) => return Err(failed(e, at.line)),
             }
         }
-        if is_blank(content) || !ours(&mut met) {
+        if is_blank(content) {
+            if keep_blank && ours(&mut met) {
+                let blank = Record {
+                    json: RawValue::NULL.to_owned(),
+                    at,
+                    invalid: Some("a blank line".into()),
+                    bytes: bytes.record(),
+                    blank: true,
+                };
+                pending.push(Ok(blank), read);
+            }
+            continue;
+        }
+        if !ours(&mut met) {
             continue;
         }
         let record = match parse(content, first_value) {
@@ -162,6 +176,7 @@ pub fn read_one(
                 at,
                 invalid: None,
                 bytes: bytes.record(),
+                blank: false,
             },
             Err(problem) => invalid(content, at, problem, bytes.record()),
         };
@@ -229,6 +244,7 @@ fn invalid(raw: &[u8], at: Location, problem: String, bytes: u64) -> Record {
         at,
         invalid: Some(problem.into()),
         bytes,
+        blank: false,
     }
 }
 
@@ -271,7 +287,13 @@ mod tests {
             .list
             .pop()
             .unwrap();
-        let result = read_one(source, max_line, &CancellationToken::new(), &mut pending);
+        let result = read_one(
+            source,
+            max_line,
+            false,
+            &CancellationToken::new(),
+            &mut pending,
+        );
         if let Err(e) = result {
             pending.push(Err(e), 0);
         }
@@ -437,7 +459,7 @@ mod tests {
             .list
             .pop()
             .unwrap();
-        let ended = read_one(source, 100, &stop, &mut Pending::new(&mut send)).unwrap();
+        let ended = read_one(source, 100, false, &stop, &mut Pending::new(&mut send)).unwrap();
         assert_eq!(ended, Ended::Stopped);
         assert!(chunks.is_empty());
     }

@@ -42,6 +42,8 @@ pub struct Record {
     /// The input bytes it stands for: since the record before it, blank lines and line
     /// endings included.
     pub bytes: u64,
+    /// A blank line, kept (--aligned) so that it gets its null line; never sent.
+    pub blank: bool,
 }
 
 /// A file (or stdin) and a 1-based line number, blank lines counted.
@@ -65,6 +67,8 @@ pub struct Settings {
     pub max_line: usize,
     /// Only this share of the input (--shard).
     pub shard: Option<Shard>,
+    /// Blank lines become records too (--aligned), to be answered with null.
+    pub keep_blank: bool,
 }
 
 type Chunk = Vec<anyhow::Result<Record>>;
@@ -81,13 +85,14 @@ const CHUNKS_QUEUED: usize = 4;
 /// once what was read is handed over.
 pub fn records(
     sources: Sources,
-    max_line: usize,
+    settings: &Settings,
     stop: CancellationToken,
 ) -> impl Stream<Item = anyhow::Result<Record>> {
+    let (max_line, keep_blank) = (settings.max_line, settings.keep_blank);
     let (tx, rx) = mpsc::channel::<Chunk>(CHUNKS_QUEUED);
     let spawned = std::thread::Builder::new()
         .name("abatch-input".into())
-        .spawn(move || read_all(sources, max_line, &stop, &tx));
+        .spawn(move || read_all(sources, max_line, keep_blank, &stop, &tx));
     let failed_to_start = spawned
         .err()
         .map(|e| vec![Err(anyhow!("cannot start the input reader: {e}"))]);
@@ -100,11 +105,17 @@ pub fn records(
 }
 
 /// Reads every input until the end, an error, the order to stop, or the pipe going away.
-fn read_all(sources: Sources, max_line: usize, stop: &CancellationToken, tx: &mpsc::Sender<Chunk>) {
+fn read_all(
+    sources: Sources,
+    max_line: usize,
+    keep_blank: bool,
+    stop: &CancellationToken,
+    tx: &mpsc::Sender<Chunk>,
+) {
     let mut send = |chunk| tx.blocking_send(chunk).is_ok();
     let mut pending = Pending::new(&mut send);
     for source in sources.list {
-        match lines::read_one(source, max_line, stop, &mut pending) {
+        match lines::read_one(source, max_line, keep_blank, stop, &mut pending) {
             Ok(Ended::Input) => {}
             Ok(Ended::Stopped) => break,
             Ok(Ended::Gone) => return,

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
+
 use crate::batch;
 use crate::cli::{ErrorBudget, OnError};
 use crate::flow::exchange::{Outcome, Part};
@@ -102,6 +104,11 @@ impl<'a> Router<'a> {
                     failure, attempts, ..
                 } => self.failed(these, failure, attempts).await,
                 Part::Shown { request, .. } => self.write(Lines::Shown(request)).await,
+                Part::Blank { records } => {
+                    Metrics::add(&self.metrics.blank, records);
+                    let nulls = vec![RawValue::NULL.to_owned(); records];
+                    self.write(Lines::Nulls(nulls)).await;
+                }
                 Part::Unsent { why, attempts, .. } => {
                     Metrics::add(&self.metrics.unsent, n);
                     self.leave_gap(why);

@@ -24,6 +24,8 @@ pub struct Metrics {
     pub failed: Cell<u64>,
     /// Records never answered because the run stopped (in the dead-letter sink).
     pub unsent: Cell<u64>,
+    /// Blank lines written as null lines (--aligned); not records.
+    pub blank: Cell<u64>,
     pub batches: Cell<u64>,
     pub requests: Cell<u64>,
     pub retries: Cell<u64>,

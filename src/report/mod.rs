@@ -3,6 +3,7 @@
 //! its exit status; and [`say`], for every message on stderr.
 
 mod ending;
+pub mod hadoop;
 mod log;
 mod metrics;
 pub mod progress;
@@ -26,6 +27,11 @@ pub struct Display {
     pub progress: bool,
     pub no_progress: bool,
     pub insecure: bool,
+    /// One line per input line (--aligned): failures written as null lines do not fail
+    /// the run.
+    pub aligned: bool,
+    /// Report counts in Hadoop Streaming's form (--hadoop-counters).
+    pub hadoop_counters: bool,
 }
 
 /// Writes a line on stderr; not eprintln!, which panics when stderr is closed.

@@ -31,6 +31,8 @@ struct Records {
     written: u64,
     failed: u64,
     unanswered: u64,
+    /// Blank lines written as null lines (--aligned).
+    blank_lines: u64,
 }
 
 #[derive(Serialize)]
@@ -117,6 +119,7 @@ impl Report {
                 written: metrics.written.get(),
                 failed: metrics.failed.get(),
                 unanswered: metrics.unsent.get(),
+                blank_lines: metrics.blank.get(),
             },
             batches: Batches {
                 count: batches,

@@ -55,6 +55,13 @@ impl fmt::Display for Summary<'_> {
         if t.unsent.get() > 0 {
             write!(f, ", {} unanswered", t.unsent.get())?;
         }
+        if t.blank.get() > 0 {
+            write!(
+                f,
+                ", {} written as null",
+                count(t.blank.get(), "blank line", "blank lines")
+            )?;
+        }
         if t.dead() > 0 {
             write!(f, " (dead letters {})", self.errors)?;
         }

@@ -3,6 +3,7 @@
 mod common;
 
 mod adaptive;
+mod aligned;
 mod batching;
 mod budgets;
 mod compressed;

@@ -4,16 +4,19 @@
 # classes of fixtures/iris.jsonl must be fixtures/expected/iris-classes.jsonl. Then LitServe's
 # OpenAI-compatible chat endpoint (a deterministic model, no weights) answers the OpenAI batch
 # file fixtures/openai-batch.jsonl through --api openai-batch, twice: whole, and resumed.
+# Last, a real Spark job (pyspark, local[2]) pipes partitions through abatch --aligned against
+# the mock server, and every output line must stand in its input line's place.
 #
 # The servers are installed from PyPI into virtual environments under $ABATCH_REAL_CACHE
 # (default ~/.cache/abatch-real-servers), once: a second run skips the installs.
-# Uses target/debug/abatch, or $ABATCH_BIN.
+# Uses target/debug/abatch and abatch-mock, or $ABATCH_BIN and $ABATCH_MOCK.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 here="$root/tests/real"
 cache=${ABATCH_REAL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/abatch-real-servers}
 abatch=${ABATCH_BIN:-$root/target/debug/abatch}
+mock=${ABATCH_MOCK:-$root/target/debug/abatch-mock}
 python=${PYTHON:-python3}
 work=$(mktemp -d)
 pids=()
@@ -84,11 +87,12 @@ check() {
     say "$name: $(wc -l <"$out") predictions as expected"
 }
 
-[ -x "$abatch" ] || (cd "$root" && cargo build --locked --quiet)
+[ -x "$abatch" ] && [ -x "$mock" ] || (cd "$root" && cargo build --workspace --locked --quiet)
 
 venv kserve kserve==0.21.0 scikit-learn==1.9.1 joblib==1.6.0
 venv mlflow mlflow-skinny==3.17.2 scikit-learn==1.9.1 pandas==3.1.1
 venv litserve litserve==0.2.19 fastapi==0.165.0 uvicorn==0.54.0 pydantic==2.14.4 pyzmq==27.3.0
+venv pyspark pyspark==4.0.1
 
 "$cache/kserve/bin/python" "$here/train.py" joblib "$work/iris.joblib"
 "$cache/mlflow/bin/python" "$here/train.py" mlflow "$work/iris-mlflow"
@@ -131,4 +135,17 @@ NO_PROXY=127.0.0.1 no_proxy=127.0.0.1 "$abatch" --api openai-batch -c 4 --resume
 "$python" -c 'import json, sys; n = json.load(open(sys.argv[1]))["requests"]["count"]; assert n == 13, n' \
     "$work/openai-stats.json"
 say "litserve: OpenAI batch file answered, and resumed with 13 requests"
+mock_port=$(free_port)
+"$mock" --port "$mock_port" >"$work/mock.log" 2>&1 &
+pids+=($!)
+# The mock answers 405 to anything but a POST: any answer at all says it is up.
+for _ in $(seq 1 100); do
+    if "$python" -c "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 1)" \
+        "$mock_port" 2>/dev/null; then
+        break
+    fi
+    sleep 0.1
+done
+"$cache/pyspark/bin/python" "$here/spark_pipe.py" "$abatch" "http://127.0.0.1:$mock_port/predict" \
+    2> >(grep -v -e '^\s*at ' -e WARN -e log4j >&2)
 say "all passed"
