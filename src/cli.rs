@@ -792,7 +792,7 @@ fn parse_retries(text: &str) -> Result<u32, String> {
 pub const MOST_SHARDS: u64 = 1_000_000;
 
 /// Share K of N of the input, K from 0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Shard {
     pub index: u64,
     pub count: u64,

@@ -168,6 +168,7 @@ impl Config {
                 insecure: cli.insecure,
                 aligned: cli.aligned,
                 hadoop_counters: cli.hadoop_counters,
+                shard,
             },
         })
     }

@@ -109,6 +109,7 @@ pub fn conclude(display: &Display, concurrency: usize, ending: Ending) -> Exit {
     if !display.quiet || exit != Exit::Success {
         let output_name = ending.output.map(|p| p.display().to_string());
         say(Summary {
+            shard: display.shard,
             metrics: ending.metrics,
             elapsed: ending.elapsed,
             errors: &ending.errors_place,
@@ -118,7 +119,8 @@ pub fn conclude(display: &Display, concurrency: usize, ending: Ending) -> Exit {
         });
     }
     if let Some(path) = ending.stats {
-        let report = Report::new(ending.metrics, ending.elapsed, concurrency, exit as u8);
+        let mut report = Report::new(ending.metrics, ending.elapsed, concurrency, exit as u8);
+        report.shard = display.shard;
         let written = File::create(path).and_then(|file| {
             serde_json::to_writer_pretty(BufWriter::new(file), &report).map_err(Into::into)
         });

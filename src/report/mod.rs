@@ -19,6 +19,8 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::time::Duration;
 
+use crate::cli::Shard;
+
 /// What people see on stderr.
 pub struct Display {
     pub quiet: bool,
@@ -32,6 +34,8 @@ pub struct Display {
     pub aligned: bool,
     /// Report counts in Hadoop Streaming's form (--hadoop-counters).
     pub hadoop_counters: bool,
+    /// The share of the input this run took (--shard), which its reports are about.
+    pub shard: Option<Shard>,
 }
 
 /// Writes a line on stderr; not eprintln!, which panics when stderr is closed.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::batch::Flush;
+use crate::cli::Shard;
 use crate::report::Metrics;
 
 /// The `--stats` document.
@@ -22,6 +23,9 @@ pub struct Report {
     elapsed_s: f64,
     records_per_s: f64,
     exit: u8,
+    /// The share of the input the run took (--shard), as K and N.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
 }
 
 #[derive(Serialize)]
@@ -169,6 +173,7 @@ impl Report {
             elapsed_s: elapsed.as_secs_f64(),
             records_per_s: metrics.read.get() as f64 / seconds,
             exit,
+            shard: None,
         }
     }
 }

@@ -4,12 +4,15 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::cli::Shard;
 use crate::report::Metrics;
 
 /// The closing line, e.g. "1000 records read: 968 written, 32 failed (dead letters in
 /// failed.jsonl);
 /// 32 batches, 3 retries, 1.2s, 833 records/s".
 pub struct Summary<'a> {
+    /// The share of the input the run took (--shard).
+    pub shard: Option<Shard>,
     pub metrics: &'a Metrics,
     pub elapsed: Duration,
     /// Where the dead letters went, for the reader to find them: "in FILE" or "on stderr".
@@ -30,6 +33,9 @@ pub fn count(n: u64, one: &str, many: &str) -> String {
 impl fmt::Display for Summary<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let t = self.metrics;
+        if let Some(shard) = self.shard {
+            write!(f, "shard {}/{}: ", shard.index, shard.count)?;
+        }
         if let (Some(output), skipped @ 1..) = (self.resumed_from, t.skipped.get()) {
             write!(
                 f,
@@ -120,6 +126,7 @@ mod tests {
             counter.set(n);
         }
         let summary = Summary {
+            shard: None,
             metrics: &metrics,
             elapsed: Duration::from_millis(2500),
             errors: "in failed.jsonl",

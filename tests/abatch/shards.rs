@@ -42,6 +42,12 @@ fn shard_run(shard: &str, inputs: &[&Path], stdin: Option<Vec<u8>>) -> Vec<(Stri
         cmd.write_stdin(data);
     }
     let out = cmd.assert().success();
+    // The summary is about this shard's share.
+    let summary = Stderr::of(&out.get_output().stderr).summary;
+    assert!(
+        summary.starts_with(&format!("abatch: shard {shard}: ")),
+        "{summary}"
+    );
     let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
     let seen: usize = server.requests().iter().map(|r| r.records).sum();
     let tagged: Vec<(String, u64, usize)> = stdout
