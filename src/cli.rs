@@ -28,9 +28,12 @@ use crate::exit::Exit;
 #[command(name = "abatch", version)]
 #[command(after_long_help = after_long_help())]
 pub struct Cli {
-    /// Endpoint to POST each batch to (http or https; http when no scheme is given)
-    #[arg(short, long, env = "ABATCH_URL", hide_env_values = true, value_name = "URL", value_parser = parse_url, required_unless_present = "generate")]
-    pub url: Option<Url>,
+    /// Endpoint to POST each batch to (http or https; http when no scheme is given). Give it
+    /// more than once (or several in ABATCH_URL, separated by commas or spaces) for replicas
+    /// of one server: each request goes to the one with the fewest in flight, and one that
+    /// fails is left out for a while
+    #[arg(short, long, env = "ABATCH_URL", hide_env_values = true, value_name = "URL", value_parser = parse_urls, required_unless_present = "generate")]
+    pub url: Vec<Urls>,
 
     /// Input files of newline-delimited JSON; '-' or none means stdin
     #[arg(value_name = "FILE")]
@@ -701,6 +704,28 @@ impl fmt::Debug for Header {
 
 /// An http or https URL; without a scheme, http, as curl and xh take it. (A URL parser alone
 /// would read "localhost:8080/predict" as the scheme "localhost".)
+/// One or more URLs, as one -u (or ABATCH_URL) gives them: separated by commas or whitespace.
+#[derive(Clone, Debug)]
+pub struct Urls(pub Vec<Url>);
+
+fn parse_urls(text: &str) -> Result<Urls, String> {
+    let parts: Vec<&str> = text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|part| !part.is_empty())
+        .collect();
+    let urls: Vec<Url> = parts
+        .iter()
+        .map(|part| match parts.len() {
+            1 => parse_url(part),
+            _ => parse_url(part).map_err(|e| format!("{part}: {e}")),
+        })
+        .collect::<Result<_, _>>()?;
+    if urls.is_empty() {
+        return Err("no URL given".into());
+    }
+    Ok(Urls(urls))
+}
+
 fn parse_url(text: &str) -> Result<Url, String> {
     let url = if text.contains("://") {
         Url::parse(text)

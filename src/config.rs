@@ -5,6 +5,7 @@
 use std::num::NonZeroUsize;
 
 use clap::CommandFactory;
+use reqwest::Url;
 
 use crate::batch::Limits;
 use crate::cli::{Cli, Concurrency, Header, OnError, Shard};
@@ -111,12 +112,13 @@ impl Config {
             ),
             (None, false) => None,
         };
-        let url = cli.url.ok_or_else(|| {
-            usage(
+        let urls: Vec<Url> = cli.url.into_iter().flat_map(|urls| urls.0).collect();
+        if urls.is_empty() {
+            return Err(usage(
                 clap::error::ErrorKind::MissingRequiredArgument,
                 "--url (or ABATCH_URL) is required".into(),
-            )
-        })?;
+            ));
+        }
         Ok(Config {
             batch: Limits {
                 // --single: one record per request.
@@ -136,7 +138,7 @@ impl Config {
             },
             concurrency: cli.concurrency,
             http: http::Settings {
-                url,
+                urls,
                 timeout: cli.timeout,
                 headers,
                 cacert: cli.cacert,

@@ -11,7 +11,7 @@ use crate::batch;
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::flow::exchange::{Exchanger, Outcome};
-use crate::flow::limit::Limit;
+use crate::flow::replicas::Replicas;
 use crate::http::Client;
 use crate::input::{self, Record};
 use crate::order;
@@ -61,10 +61,16 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
 
     let stop = Stop::default();
     let metrics = Metrics::default();
-    let limit = Limit::of(concurrency, Instant::now());
+    let limit = Replicas::new(client.replicas(), concurrency, Instant::now());
     metrics
         .measures
         .limit(limit.size(), limit.adapts(), Instant::now());
+    if limit.len() > 1 {
+        let names = (0..limit.len())
+            .map(|r| client.shown(r).to_owned())
+            .collect();
+        metrics.measures.replicas(names);
+    }
     let exchanger = Exchanger::new(&flow, &client, &codec, &limit, &stop, &metrics);
     // Batches beyond the most attempts the limit allows would only wait.
     let outstanding = limit.most();

@@ -19,8 +19,9 @@ use crate::batch::{self, Batch};
 use crate::cli::OnError;
 use crate::flow::Settings;
 use crate::flow::cooldown::Cooldown;
-use crate::flow::limit::{Ended, Limit};
+use crate::flow::limit::Ended;
 use crate::flow::pace::Pace;
+use crate::flow::replicas::Replicas;
 use crate::flow::retry::{GiveUp, Policy};
 use crate::flow::tokens::Budget;
 use crate::http::{Client, Exchanged, Failure};
@@ -85,7 +86,8 @@ pub struct Exchanger<'a> {
     /// --tpm.
     budget: Option<Budget>,
     cooldown: Cooldown,
-    limit: &'a Limit,
+    /// The replicas of the endpoint, each with its concurrency limit.
+    replicas: &'a Replicas,
     stop: &'a Stop,
     metrics: &'a Metrics,
     /// Whether a failed batch stops the run (--on-error abort).
@@ -153,7 +155,7 @@ impl<'a> Exchanger<'a> {
         flow: &Settings,
         client: &'a Client,
         codec: &'a Codec,
-        limit: &'a Limit,
+        replicas: &'a Replicas,
         stop: &'a Stop,
         metrics: &'a Metrics,
     ) -> Exchanger<'a> {
@@ -164,7 +166,7 @@ impl<'a> Exchanger<'a> {
             pace: Pace::new(flow.rate),
             budget: flow.tpm.map(|tpm| Budget::new(tpm.get())),
             cooldown: Cooldown::new(flow.policy.max_wait),
-            limit,
+            replicas,
             stop,
             metrics,
             aborts: flow.on_error == OnError::Abort,
@@ -323,7 +325,7 @@ impl<'a> Exchanger<'a> {
         body: &Bytes,
         attempt: u32,
         made: &Cell<u32>,
-    ) -> Result<(Result<Answer, Failure>, Duration), Cut> {
+    ) -> Result<Attempted, Cut> {
         let unsent = |why| Cut::Stopped(why, attempt - 1);
         if let Some(why) = self.stop.no_new_attempts() {
             return Err(unsent(why));
@@ -331,7 +333,7 @@ impl<'a> Exchanger<'a> {
         let slot = tokio::select! {
             biased;
             why = self.stop.stopped() => return Err(unsent(why)),
-            slot = self.limit.acquire() => slot,
+            slot = self.replicas.acquire() => slot,
         };
         let tokens = Budget::estimate(body.len());
         self.cooldown.wait(self.stop).await.map_err(unsent)?;
@@ -359,6 +361,7 @@ impl<'a> Exchanger<'a> {
         let started = Instant::now();
         let key = self.key(request);
         let path = self.codec.path(request.records);
+        let replica = slot.replica;
         let records = request.records.len();
         let Exchanged { answer, exhausted } = tokio::select! {
             biased;
@@ -372,10 +375,10 @@ impl<'a> Exchanger<'a> {
                 let took = started.elapsed();
                 measures.attempt_given_up(took);
                 let in_flight = measures.requests_in_flight() as usize;
-                self.limit.attempt_ended(started.into_std(), took, records, Ended::Overloaded, in_flight);
+                self.replicas.attempt_ended(replica, started.into_std(), took, records, Ended::Overloaded, in_flight);
                 return Err(Cut::Deadline);
             }
-            sent = self.client.send(body.clone(), key.as_deref(), path) => sent,
+            sent = self.client.send(replica, body.clone(), key.as_deref(), path) => sent,
         };
         if let Some(exhausted) = exhausted {
             let why = format!("rate limit reached ({})", exhausted.header);
@@ -407,13 +410,23 @@ impl<'a> Exchanger<'a> {
             Err(failure) => failure.status_or_kind(),
         };
         measures.attempt_finished(took, status);
+        let out = self.replicas.went(replica, unwell(&sent), Instant::now());
+        if self.replicas.len() > 1 {
+            let out_until = self.replicas.out_until(replica).map(Instant::into_std);
+            measures.replica(replica, took, sent.is_err(), out_until);
+        }
         // Requests on their way, this one included (not slots, which attempts also hold
         // while they wait for the cooldown, the rate or the token budget).
         let in_flight = measures.requests_in_flight() as usize;
         drop(sent_now);
-        let change =
-            self.limit
-                .attempt_ended(started.into_std(), took, records, ended(&sent), in_flight);
+        let change = self.replicas.attempt_ended(
+            replica,
+            started.into_std(),
+            took,
+            records,
+            ended(&sent),
+            in_flight,
+        );
         drop(slot);
         if let Some(change) = change {
             tracing::info!(
@@ -422,9 +435,15 @@ impl<'a> Exchanger<'a> {
                 change.to,
                 change.why
             );
-            measures.limit(change.to, true, std::time::Instant::now());
+            let size = self.replicas.size();
+            measures.limit(size, true, std::time::Instant::now());
         }
-        Ok((sent, took))
+        Ok(Attempted {
+            sent,
+            took,
+            replica,
+            out,
+        })
     }
 
     /// The Idempotency-Key of `request`, when they are asked for.
@@ -465,8 +484,13 @@ impl<'a> Exchanger<'a> {
             // The waits before a retry count against the deadline too.
             let deadline = request.deadline(self.deadline);
             let attempted = within(deadline, self.attempt(&request, &body, attempt, &made));
-            let (sent, took) = match attempted.await {
-                Some(Ok(ended)) => ended,
+            let Attempted {
+                sent,
+                took,
+                replica,
+                out,
+            } = match attempted.await {
+                Some(Ok(attempted)) => attempted,
                 Some(Err(Cut::Stopped(why, made))) => return Tried::Unsent(why, made),
                 Some(Err(Cut::Deadline)) | None => {
                     return Tried::Failed(self.past_deadline(last), made.get());
@@ -474,10 +498,15 @@ impl<'a> Exchanger<'a> {
             };
             let span = || batch::span(records);
             let ms = took.as_secs_f64() * 1000.0;
+            // With several replicas, which one it went to.
+            let on = match self.replicas.len() {
+                1 => String::new(),
+                _ => format!(" on {}", self.client.host(replica)),
+            };
             let failure = match sent {
                 Ok(Answer { status, results }) => {
                     tracing::info!(
-                        "batch {number} ({}), {} records, attempt {attempt}: {status} in {ms:.1} ms",
+                        "batch {number} ({}), {} records, attempt {attempt}{on}: {status} in {ms:.1} ms",
                         span(),
                         records.len()
                     );
@@ -485,11 +514,25 @@ impl<'a> Exchanger<'a> {
                 }
                 Err(failure) => failure,
             };
-            let retry = self.policy.retry(&failure, attempt, fastrand::f64());
+            let mut retry = self.policy.retry(&failure, attempt, fastrand::f64());
+            // A replica left out: the retry goes at once to another one that is up.
+            if let (Some(_), Ok(wait)) = (out, &mut retry) {
+                if self.replicas.another_is_up(replica, Instant::now()) {
+                    *wait = Duration::ZERO;
+                }
+            }
             tracing::info!(
-                "batch {number} ({}), {} records, attempt {attempt}: {failure} after {ms:.1} ms{}",
+                "batch {number} ({}), {} records, attempt {attempt}{on}: {failure} after {ms:.1} ms{}{}",
                 span(),
                 records.len(),
+                match out {
+                    Some(out) => format!(
+                        "; {} left out for {}",
+                        self.client.host(replica),
+                        humantime::format_duration(out)
+                    ),
+                    None => String::new(),
+                },
                 match retry {
                     Ok(wait) => format!("; retrying in {:.0} ms", wait.as_secs_f64() * 1000.0),
                     Err(_) => String::new(),
@@ -573,6 +616,27 @@ async fn within<T>(deadline: Option<Instant>, work: impl Future<Output = T>) -> 
 struct Answer {
     status: reqwest::StatusCode,
     results: Vec<Box<RawValue>>,
+}
+
+/// One attempt that was made.
+struct Attempted {
+    sent: Result<Answer, Failure>,
+    took: Duration,
+    /// The replica it went to.
+    replica: usize,
+    /// For how long the failure left its replica out of rotation, if it did.
+    out: Option<Duration>,
+}
+
+/// Whether a failure says the replica itself is unwell: it refused the connection, timed out,
+/// broke off, or answered 5xx.
+fn unwell(sent: &Result<Answer, Failure>) -> bool {
+    match sent {
+        Err(Failure::Connect { .. } | Failure::Timeout(_) | Failure::Transport(_)) => true,
+        Err(Failure::Certificate { .. }) => true,
+        Err(Failure::Status { status, .. }) => status.is_server_error(),
+        _ => false,
+    }
 }
 
 /// How an attempt ended, as the concurrency limit sees it: only answers that were read teach

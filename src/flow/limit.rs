@@ -89,6 +89,19 @@ impl Limit {
         }
     }
 
+    /// Takes a free slot, if there is one.
+    pub fn try_acquire(&self) -> Option<Slot<'_>> {
+        self.has_room().then(|| {
+            self.taken.set(self.taken.get() + 1);
+            Slot { limit: self }
+        })
+    }
+
+    /// Whether a slot is free.
+    pub fn has_room(&self) -> bool {
+        self.taken.get() < self.size.get()
+    }
+
     /// Changes the number of slots (at least one); attempts in flight keep theirs.
     pub fn resize(&self, size: usize) {
         let grown = size.max(1).saturating_sub(self.size.get());
@@ -103,7 +116,6 @@ impl Limit {
     }
 
     /// Slots taken now.
-    #[cfg(test)]
     pub fn in_use(&self) -> usize {
         self.taken.get()
     }

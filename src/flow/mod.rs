@@ -9,6 +9,7 @@ pub mod cooldown;
 pub mod exchange;
 pub mod limit;
 pub mod pace;
+pub mod replicas;
 pub mod retry;
 pub mod tokens;
 

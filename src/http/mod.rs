@@ -25,7 +25,8 @@ use crate::report::quote;
 
 /// Where and how requests go.
 pub struct Settings {
-    pub url: Url,
+    /// Replicas of one endpoint: each request goes to one of them.
+    pub urls: Vec<Url>,
     pub timeout: Duration,
     pub headers: Vec<Header>,
     pub cacert: Option<CaCerts>,
@@ -156,16 +157,66 @@ pub struct Exchanged {
 
 pub struct Client {
     http: reqwest::Client,
-    url: Url,
-    /// The URL as messages and --dry-run show it, its password redacted.
-    shown_url: String,
-    /// host:port, for messages.
-    endpoint: String,
+    /// The replicas of the endpoint, in the order given.
+    endpoints: Vec<Endpoint>,
     timeout: Duration,
     max_response_bytes: usize,
     /// The headers every request carries, as --dry-run shows them: values given with -H are
     /// redacted.
     shown_headers: BTreeMap<String, String>,
+}
+
+/// One replica of the endpoint.
+struct Endpoint {
+    url: Url,
+    /// The URL as messages and --dry-run show it, its password redacted.
+    shown: String,
+    /// host:port, for messages.
+    host: String,
+}
+
+impl Endpoint {
+    fn new(url: Url) -> Endpoint {
+        let shown = redacted(&url);
+        // host_str keeps the brackets of an IPv6 address.
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let host = match url.port_or_known_default() {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        };
+        Endpoint { url, shown, host }
+    }
+
+    /// The URL of a request to `path` under this one, if given.
+    fn at(&self, path: Option<&str>) -> Result<Url, Failure> {
+        let Some(path) = path else {
+            return Ok(self.url.clone());
+        };
+        // The codec checked the path: a plain absolute path.
+        Url::parse(&format!(
+            "{}{path}",
+            self.url.as_str().trim_end_matches('/')
+        ))
+        .map_err(|e| Failure::Record(format!("cannot add {path:?} to the URL: {e}")))
+    }
+
+    fn failure(&self, timeout: Duration, error: &reqwest::Error) -> Failure {
+        if error.is_timeout() {
+            Failure::Timeout(timeout)
+        } else if let Some(tls) = tls_error(error).filter(|_| error.is_connect()) {
+            Failure::Certificate {
+                cause: tls_refusal(tls, self.url.host_str().unwrap_or_default()),
+                host: self.host.clone(),
+            }
+        } else if error.is_connect() {
+            Failure::Connect {
+                host: self.host.clone(),
+                cause: root_cause(error),
+            }
+        } else {
+            Failure::Transport(root_cause(error))
+        }
+    }
 }
 
 /// A request as --dry-run shows it.
@@ -225,20 +276,13 @@ impl Client {
         let client = builder
             .build()
             .map_err(|e| anyhow!("cannot set up the HTTP client: {}", root_cause(&e)))?;
-        let url = http.url.clone();
-        let shown_url = redacted(&url);
-        tracing::debug!("POST to {shown_url}");
-        // host_str keeps the brackets of an IPv6 address.
-        let host = url.host_str().unwrap_or_default().to_owned();
-        let endpoint = match url.port_or_known_default() {
-            Some(port) => format!("{host}:{port}"),
-            None => host,
-        };
+        let endpoints: Vec<Endpoint> = http.urls.iter().cloned().map(Endpoint::new).collect();
+        for endpoint in &endpoints {
+            tracing::debug!("POST to {}", endpoint.shown);
+        }
         Ok(Client {
             http: client,
-            url,
-            shown_url,
-            endpoint,
+            endpoints,
             timeout: http.timeout,
             max_response_bytes: http.max_response_bytes,
             shown_headers,
@@ -258,9 +302,11 @@ impl Client {
         if let Some(key) = key {
             headers.insert(IDEMPOTENCY_KEY.into(), key.into());
         }
+        // A dry run shows the first replica.
+        let shown = self.endpoints.first().map_or("", |e| e.shown.as_str());
         let url = match path {
-            Some(path) => format!("{}{path}", self.shown_url.trim_end_matches('/')),
-            None => self.shown_url.clone(),
+            Some(path) => format!("{}{path}", shown.trim_end_matches('/')),
+            None => shown.to_owned(),
         };
         let shown = Shown {
             method: "POST",
@@ -271,27 +317,41 @@ impl Client {
         serde_json::value::to_raw_value(&shown).unwrap_or_else(|_| RawValue::NULL.to_owned())
     }
 
-    /// POSTs `body` once (with this Idempotency-Key, if any, to `path` under the URL, if
-    /// given) and returns the 2xx answer, whole (within --max-response-bytes), and what the
-    /// rate-limit headers said.
-    pub async fn send(&self, body: Bytes, key: Option<&str>, path: Option<&str>) -> Exchanged {
-        let url = match path {
-            None => self.url.clone(),
-            // The codec checked the path: a plain absolute path.
-            Some(path) => match Url::parse(&format!(
-                "{}{path}",
-                self.url.as_str().trim_end_matches('/')
-            )) {
-                Ok(url) => url,
-                Err(e) => {
-                    return Exchanged {
-                        answer: Err(Failure::Record(format!(
-                            "cannot add {path:?} to the URL: {e}"
-                        ))),
-                        exhausted: None,
-                    };
-                }
-            },
+    /// How many replicas the endpoint has.
+    pub fn replicas(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// host:port of replica `replica`, for messages.
+    pub fn host(&self, replica: usize) -> &str {
+        self.endpoints.get(replica).map_or("", |e| e.host.as_str())
+    }
+
+    /// Replica `replica`'s URL as messages show it, its password redacted.
+    pub fn shown(&self, replica: usize) -> &str {
+        self.endpoints.get(replica).map_or("", |e| e.shown.as_str())
+    }
+
+    /// POSTs `body` once to replica `replica` (with this Idempotency-Key, if any, to `path`
+    /// under its URL, if given) and returns the 2xx answer, whole (within
+    /// --max-response-bytes), and what the rate-limit headers said.
+    pub async fn send(
+        &self,
+        replica: usize,
+        body: Bytes,
+        key: Option<&str>,
+        path: Option<&str>,
+    ) -> Exchanged {
+        let unsent = |failure| Exchanged {
+            answer: Err(failure),
+            exhausted: None,
+        };
+        let Some(endpoint) = self.endpoints.get(replica) else {
+            return unsent(Failure::Transport(format!("no replica {replica}")));
+        };
+        let url = match endpoint.at(path) {
+            Ok(url) => url,
+            Err(failure) => return unsent(failure),
         };
         let mut request = self.http.post(url).timeout(self.timeout);
         if let Some(key) = key {
@@ -299,26 +359,25 @@ impl Client {
         }
         let response = match request.body(body).send().await {
             Ok(response) => response,
-            Err(e) => {
-                return Exchanged {
-                    answer: Err(self.failure(&e)),
-                    exhausted: None,
-                };
-            }
+            Err(e) => return unsent(endpoint.failure(self.timeout, &e)),
         };
         let exhausted = told::exhausted(response.headers(), SystemTime::now());
         Exchanged {
-            answer: self.answer(response).await,
+            answer: self.answer(endpoint, response).await,
             exhausted,
         }
     }
 
     /// The 2xx answer, whole and decompressed (within --max-response-bytes), or the refusal.
-    async fn answer(&self, mut response: reqwest::Response) -> Result<Reply, Failure> {
+    async fn answer(
+        &self,
+        endpoint: &Endpoint,
+        mut response: reqwest::Response,
+    ) -> Result<Reply, Failure> {
         let status = response.status();
         if !status.is_success() {
             let retry_after = told::retry_after(response.headers(), SystemTime::now());
-            let (body, json) = self.describe(response).await;
+            let (body, json) = self.describe(endpoint, response).await;
             return Err(Failure::Status {
                 status,
                 retry_after,
@@ -345,7 +404,8 @@ impl Client {
             .and_then(|id| id.to_str().ok())
             .map(str::to_owned);
         let mut body = Vec::with_capacity(announced as usize);
-        while let Some(chunk) = response.chunk().await.map_err(|e| self.failure(&e))? {
+        let failure = |e| endpoint.failure(self.timeout, &e);
+        while let Some(chunk) = response.chunk().await.map_err(failure)? {
             if body.len() + chunk.len() > limit {
                 return Err(too_large());
             }
@@ -376,7 +436,11 @@ impl Client {
 
     /// What an unsuccessful answer says: where it redirects, or the start of its body; and
     /// the body itself when it is JSON of at most `KEPT_BODY` bytes.
-    async fn describe(&self, mut response: reqwest::Response) -> (String, Option<Box<RawValue>>) {
+    async fn describe(
+        &self,
+        endpoint: &Endpoint,
+        mut response: reqwest::Response,
+    ) -> (String, Option<Box<RawValue>>) {
         if response.status().is_redirection() {
             let location = response
                 .headers()
@@ -399,7 +463,10 @@ impl Client {
             match response.chunk().await {
                 Ok(Some(chunk)) => body.extend_from_slice(&chunk),
                 Ok(None) => break,
-                Err(e) => return (format!("(body unreadable: {})", self.failure(&e)), None),
+                Err(e) => {
+                    let failure = endpoint.failure(self.timeout, &e);
+                    return (format!("(body unreadable: {failure})"), None);
+                }
             }
         }
         let body = encoding::start(coding.as_deref(), body, KEPT_BODY + 1);
@@ -408,24 +475,6 @@ impl Client {
             .filter(|_| body.len() <= KEPT_BODY)
             .and_then(|text| RawValue::from_string(text.to_owned()).ok());
         (quote(&body), json)
-    }
-
-    fn failure(&self, error: &reqwest::Error) -> Failure {
-        if error.is_timeout() {
-            Failure::Timeout(self.timeout)
-        } else if let Some(tls) = tls_error(error).filter(|_| error.is_connect()) {
-            Failure::Certificate {
-                cause: tls_refusal(tls, self.url.host_str().unwrap_or_default()),
-                host: self.endpoint.clone(),
-            }
-        } else if error.is_connect() {
-            Failure::Connect {
-                host: self.endpoint.clone(),
-                cause: root_cause(error),
-            }
-        } else {
-            Failure::Transport(root_cause(error))
-        }
     }
 }
 

@@ -97,6 +97,8 @@ pub struct Measures {
     pub(super) busy: Cell<Duration>,
     /// The concurrency limit over time.
     pub(super) limit: RefCell<Option<Track>>,
+    /// Each replica of the endpoint, when there are several.
+    pub(super) replicas: RefCell<Vec<Replica>>,
 }
 
 /// A size over time: where it is, its least and most, and its time-weighted sum.
@@ -125,14 +127,29 @@ impl Track {
     }
 }
 
+/// Latencies in microseconds, to three significant figures from 1µs to an hour; anything
+/// longer counts as an hour.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3)
+        .or_else(|_| Histogram::new(3))
+        .unwrap_or_else(|_| unreachable!("3 significant figures are valid"))
+}
+
+/// What is counted of one replica of the endpoint.
+pub(super) struct Replica {
+    pub(super) url: String,
+    pub(super) requests: u64,
+    pub(super) failures: u64,
+    /// Attempt latencies, in microseconds.
+    pub(super) latency: Histogram<u64>,
+    out_until: Option<Instant>,
+}
+
 impl Default for Measures {
     fn default() -> Self {
-        // Three significant figures from 1µs to an hour; anything longer counts as an hour.
-        let latency = Histogram::new_with_bounds(1, 3_600_000_000, 3)
-            .or_else(|_| Histogram::new(3))
-            .unwrap_or_else(|_| unreachable!("3 significant figures are valid"));
         Measures {
-            latency: RefCell::new(latency),
+            latency: RefCell::new(histogram()),
+            replicas: RefCell::default(),
             statuses: RefCell::default(),
             errors: RefCell::default(),
             smallest_batch: Cell::default(),
@@ -201,13 +218,57 @@ impl Measures {
             .map(|track| track.now)
     }
 
-    /// Attempts sent and not yet answered.
     /// A 2xx answer of `wire` bytes that decompressed to `body` bytes.
     pub fn received(&self, wire: usize, body: usize) {
         Metrics::add(&self.received_wire, wire);
         Metrics::add(&self.received, body);
     }
 
+    /// Names the replicas of the endpoint, when there are several, to count each apart.
+    pub fn replicas(&self, urls: Vec<String>) {
+        *self.replicas.borrow_mut() = urls
+            .into_iter()
+            .map(|url| Replica {
+                url,
+                requests: 0,
+                failures: 0,
+                latency: histogram(),
+                out_until: None,
+            })
+            .collect();
+    }
+
+    /// An attempt on `replica` that took `took` and failed or not; until when the replica is
+    /// out of rotation after it, if it is.
+    pub fn replica(
+        &self,
+        replica: usize,
+        took: Duration,
+        failed: bool,
+        out_until: Option<Instant>,
+    ) {
+        let mut replicas = self.replicas.borrow_mut();
+        let Some(this) = replicas.get_mut(replica) else {
+            return;
+        };
+        this.requests += 1;
+        this.failures += u64::from(failed);
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        this.latency.saturating_record(micros.max(1));
+        this.out_until = out_until;
+    }
+
+    /// How many replicas are up at `now`, of how many, when there are several.
+    pub fn replicas_up(&self, now: Instant) -> Option<(usize, usize)> {
+        let replicas = self.replicas.borrow();
+        let up = replicas
+            .iter()
+            .filter(|r| r.out_until.is_none_or(|until| until <= now))
+            .count();
+        (replicas.len() > 1).then_some((up, replicas.len()))
+    }
+
+    /// Attempts sent and not yet answered.
     pub fn requests_in_flight(&self) -> u64 {
         self.requests_in_flight.get()
     }

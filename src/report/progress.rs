@@ -140,7 +140,8 @@ impl Progress {
 }
 
 /// "12345 done, 4100/s · 3 in flight · 2 retries · 1 failed · 3s" (with `-c auto`, "3 in
-/// flight of 16"): the most telling first, since a narrow terminal cuts the end.
+/// flight of 16"; with replicas, "· 2/3 replicas up" after the requests in flight): the most
+/// telling first, since a narrow terminal cuts the end.
 fn status(metrics: &Metrics, elapsed: Duration) -> String {
     let done = metrics.written.get() + metrics.dead();
     let rate = done as f64 / elapsed.as_secs_f64().max(1e-3);
@@ -148,8 +149,12 @@ fn status(metrics: &Metrics, elapsed: Duration) -> String {
         Some(limit) => format!(" of {limit}"),
         None => String::new(),
     };
+    let replicas = match metrics.measures.replicas_up(std::time::Instant::now()) {
+        Some((up, all)) => format!(" · {up}/{all} replicas up"),
+        None => String::new(),
+    };
     format!(
-        "{done} done, {rate:.0}/s · {}{limit} in flight · {} retries · {} failed · {:#}",
+        "{done} done, {rate:.0}/s · {}{limit} in flight{replicas} · {} retries · {} failed · {:#}",
         metrics.measures.requests_in_flight(),
         metrics.retries.get(),
         metrics.dead(),

@@ -20,6 +20,9 @@ pub struct Report {
     /// What the server counted, when it counted.
     #[serde(skip_serializing_if = "Option::is_none")]
     tokens: Option<Tokens>,
+    /// Each replica of the endpoint, when there are several.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    replicas: Vec<Replica>,
     elapsed_s: f64,
     records_per_s: f64,
     exit: u8,
@@ -88,6 +91,28 @@ struct Latency {
     max: f64,
 }
 
+impl Latency {
+    /// The quantiles of a histogram of microseconds, in milliseconds.
+    fn of(latency: &hdrhistogram::Histogram<u64>) -> Latency {
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        Latency {
+            p50: ms(latency.value_at_quantile(0.50)),
+            p90: ms(latency.value_at_quantile(0.90)),
+            p99: ms(latency.value_at_quantile(0.99)),
+            max: ms(latency.max()),
+        }
+    }
+}
+
+/// One replica's attempts, failures and latencies.
+#[derive(Serialize)]
+struct Replica {
+    url: String,
+    requests: u64,
+    failures: u64,
+    latency_ms: Latency,
+}
+
 #[derive(Serialize)]
 struct Tokens {
     prompt: u64,
@@ -114,7 +139,6 @@ impl Report {
         let latency = m.latency.borrow();
         let track = m.limit.borrow();
         let track = track.as_ref();
-        let ms = |micros: u64| micros as f64 / 1000.0;
         let seconds = elapsed.as_secs_f64().max(1e-9);
         Report {
             records: Records {
@@ -143,12 +167,7 @@ impl Report {
             requests: Requests {
                 count: metrics.requests.get(),
                 retries: metrics.retries.get(),
-                latency_ms: Latency {
-                    p50: ms(latency.value_at_quantile(0.50)),
-                    p90: ms(latency.value_at_quantile(0.90)),
-                    p99: ms(latency.value_at_quantile(0.99)),
-                    max: ms(latency.max()),
-                },
+                latency_ms: Latency::of(&latency),
                 statuses: m.statuses.borrow().clone(),
                 errors: m.errors.borrow().clone(),
                 received_bytes: Received {
@@ -165,6 +184,17 @@ impl Report {
                 mean: m.busy.get().as_secs_f64() / seconds,
                 max: m.most_requests_in_flight.get(),
             },
+            replicas: m
+                .replicas
+                .borrow()
+                .iter()
+                .map(|r| Replica {
+                    url: r.url.clone(),
+                    requests: r.requests,
+                    failures: r.failures,
+                    latency_ms: Latency::of(&r.latency),
+                })
+                .collect(),
             tokens: metrics.tokens.get().map(|t| Tokens {
                 prompt: t.prompt,
                 completion: t.completion,

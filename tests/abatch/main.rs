@@ -15,6 +15,7 @@ mod files;
 mod hostile;
 mod io;
 mod reliability;
+mod replicas;
 mod requests;
 mod shaping;
 mod shards;
