@@ -717,6 +717,10 @@ fn parse_urls(text: &str) -> Result<Urls, String> {
         .iter()
         .map(|part| match parts.len() {
             1 => parse_url(part),
+            // A stray space in one URL must not make two of it.
+            _ if !part.contains("://") => Err(format!(
+                "{part}: in a list of URLs each one needs its scheme (http:// or https://)"
+            )),
             _ => parse_url(part).map_err(|e| format!("{part}: {e}")),
         })
         .collect::<Result<_, _>>()?;
@@ -1180,6 +1184,19 @@ mod tests {
         );
         assert!(parse_url("mailto://someone").is_err());
         assert!(parse_url("http://").is_err());
+    }
+
+    #[test]
+    fn several_urls_are_listed_with_commas_or_spaces_each_with_its_scheme() {
+        let urls = |text| parse_urls(text).map(|u| u.0.len());
+        assert_eq!(urls("http://a/p, http://b/p http://c/p"), Ok(3));
+        assert_eq!(urls("localhost:8080/p"), Ok(1));
+        assert!(
+            urls("exa mple.com/predict")
+                .unwrap_err()
+                .contains("needs its scheme")
+        );
+        assert!(urls(" , ").is_err());
     }
 
     #[test]
