@@ -90,6 +90,7 @@ impl Config {
                 },
                 bytes: cli.max_batch_bytes,
                 timeout: cli.batch_timeout,
+                ordered: cli.ordered,
             },
             input: input::Settings {
                 paths: cli.inputs,

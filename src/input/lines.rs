@@ -136,6 +136,7 @@ pub fn read_one(
                 at,
                 invalid: None,
                 bytes: bytes.record(),
+                cache: None,
             },
             Err(problem) => invalid(content, at, problem, bytes.record()),
         };
@@ -203,6 +204,7 @@ fn invalid(raw: &[u8], at: Location, problem: String, bytes: u64) -> Record {
         at,
         invalid: Some(problem.into()),
         bytes,
+        cache: None,
     }
 }
 
