@@ -6,7 +6,10 @@ use std::num::NonZeroUsize;
 
 use clap::CommandFactory;
 
+use reqwest::Url;
+
 use crate::batch::Limits;
+use crate::cache;
 use crate::cli::{Cli, Concurrency, Header, OnError};
 use crate::flow::{self, retry::Policy};
 use crate::http;
@@ -26,6 +29,8 @@ pub struct Config {
     pub codec: Codec,
     pub flow: flow::Settings,
     pub files: Files,
+    /// The result cache, when there is one (--cache).
+    pub cache: Option<cache::Settings>,
     pub display: Display,
 }
 
@@ -51,6 +56,7 @@ impl Config {
             v2_output: &cli.v2_output,
         })
         .map_err(|problem| usage(clap::error::ErrorKind::InvalidValue, problem))?;
+        let fingerprint = fingerprint(&cli);
         if cli.max_errors.is_some() && cli.on_error == OnError::Abort {
             return Err(conflict(
                 "--max-errors needs --on-error skip or null: under abort the first failure \
@@ -73,13 +79,27 @@ impl Config {
             resume: cli.resume,
             dry_run: cli.dry_run,
         };
-        crate::files::check(&cli.inputs, &files).map_err(conflict)?;
+        crate::files::check(&cli.inputs, &files, cli.cache.as_deref()).map_err(conflict)?;
         let url = cli.url.ok_or_else(|| {
             usage(
                 clap::error::ErrorKind::MissingRequiredArgument,
                 "--url (or ABATCH_URL) is required".into(),
             )
         })?;
+        let cache = match &cli.cache {
+            Some(path) => {
+                // Only read, it must be there: a misspelt name would send everything.
+                let only_read = cli.cache_only || cli.no_cache_write;
+                cache::check(path, only_read)
+                    .map_err(|problem| usage(clap::error::ErrorKind::InvalidValue, problem))?;
+                Some(cache::Settings {
+                    path: path.clone(),
+                    fingerprint,
+                    write: !(only_read || cli.dry_run),
+                })
+            }
+            None => None,
+        };
         Ok(Config {
             batch: Limits {
                 // --single: one record per request.
@@ -120,8 +140,10 @@ impl Config {
                 deadline: cli.deadline,
                 idempotency_key: cli.idempotency_key,
                 dry_run: cli.dry_run,
+                cache_only: cli.cache_only,
             },
             files,
+            cache,
             display: Display {
                 quiet: cli.quiet,
                 verbose: cli.verbose,
@@ -130,5 +152,106 @@ impl Config {
                 insecure: cli.insecure,
             },
         })
+    }
+}
+
+/// Everything besides a record's own bytes that decides the answer it gets: the URL and the
+/// shaping flags (--api, --template, --results, --result, --index, --model, --set, --input,
+/// --single, --v2-*), as JSON, whose quoting keeps values apart. Not --merge, applied to the
+/// lines written; not the batch size, order or timeouts; not -H headers, which hold secrets
+/// and seldom change an answer. The result cache keys each record by it and what is sent for
+/// the record.
+fn fingerprint(cli: &Cli) -> String {
+    let sets: Vec<[&str; 2]> = cli
+        .sets
+        .iter()
+        .map(|set| [set.key.as_str(), set.value.get()])
+        .collect();
+    serde_json::json!({
+        // Raised when what is sent for the same flags changes.
+        "keys": 1,
+        "url": cli.url.as_ref().map(Url::as_str),
+        "api": cli.api.map(|api| api.name()),
+        "template": cli.template,
+        "results": cli.results,
+        "result": cli.result,
+        "index": cli.index,
+        "model": cli.model,
+        "set": sets,
+        "input": cli.input,
+        "single": cli.single,
+        "v2_input": cli.v2_input,
+        "v2_datatype": cli.v2_datatype,
+        "v2_output": cli.v2_output,
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// The cache's fingerprint of a run with these arguments (besides --url and --cache).
+    fn fingerprint_of(args: &[&str]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache.db");
+        let mut line = vec![
+            "abatch",
+            "--url",
+            "http://127.0.0.1:9/v1/embeddings",
+            "--cache",
+        ];
+        let cache = cache.to_str().unwrap();
+        line.push(cache);
+        line.extend(args);
+        let config = Config::new(Cli::try_parse_from(line).unwrap()).unwrap();
+        config.cache.unwrap().fingerprint
+    }
+
+    #[test]
+    fn the_cache_key_holds_what_decides_an_answer_and_nothing_else() {
+        let base = ["--api", "openai-embeddings", "--model", "a"];
+        let same = fingerprint_of(&base);
+        // Headers (secrets), --merge, batching and order do not change an answer.
+        for more in [
+            &["-H", "Authorization: Bearer s3cret"][..],
+            &["--merge", "embedding"],
+            &["-b", "7", "--ordered", "-c", "9", "--batch-timeout", "1s"],
+            &["--retries", "0", "--on-error", "skip"],
+        ] {
+            assert_eq!(
+                fingerprint_of(&[&base[..], more].concat()),
+                same,
+                "{more:?}"
+            );
+        }
+        assert!(!same.contains("s3cret"));
+        // The model, the URL and every shaping flag do.
+        let other_model = ["--api", "openai-embeddings", "--model", "b"];
+        assert_ne!(fingerprint_of(&other_model), same);
+        for more in [
+            &["--input", "/text"][..],
+            &["--set", "dimensions=8"],
+            &["--index", "/i"],
+            &["--result", "/r"],
+            &["--results", "/rs"],
+        ] {
+            assert_ne!(
+                fingerprint_of(&[&base[..], more].concat()),
+                same,
+                "{more:?}"
+            );
+        }
+        assert_ne!(
+            fingerprint_of(&["--template", r#"{"in":$batch}"#]),
+            fingerprint_of(&["--template", r#"{"input":$batch}"#])
+        );
+        assert_ne!(fingerprint_of(&[]), fingerprint_of(&["--single"]));
+        // --set fields go into the body in the order given.
+        assert_ne!(
+            fingerprint_of(&[&base[..], &["--set", "a=1", "--set", "b=2"]].concat()),
+            fingerprint_of(&[&base[..], &["--set", "b=2", "--set", "a=1"]].concat())
+        );
     }
 }
