@@ -241,7 +241,10 @@ impl<'a> Cache<'a> {
         connection
             .execute_batch("PRAGMA synchronous = NORMAL")
             .map_err(fail)?;
-        // Another run may be making it too: look and make in one transaction.
+        if holds(&connection, path).map_err(|e| anyhow!(e))? == Holds::Cache {
+            return Ok(connection);
+        }
+        // Another run may be making it too: look again and make it in one transaction.
         let made = Transaction::new_unchecked(&connection, TransactionBehavior::Immediate)
             .map_err(fail)?;
         if holds(&made, path).map_err(|e| anyhow!(e))? == Holds::Nothing {
