@@ -5,6 +5,7 @@ mod common;
 mod adaptive;
 mod batching;
 mod budgets;
+mod cache;
 mod compressed;
 mod concurrency;
 mod display;
