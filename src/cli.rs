@@ -300,7 +300,8 @@ pub struct Cli {
     /// the same URL, shaping flags (--api, --template, --input, --model, --set, ...) and what
     /// is sent for the record; -H headers are not part of it (they hold secrets and seldom
     /// change an answer), nor --merge, batch sizes or record order. Results of failed batches
-    /// are never remembered. Runs may share FILE at once
+    /// are never remembered; fresh results are committed within a second (a killed run loses
+    /// no more). Runs may share FILE at once
     #[arg(
         long,
         value_name = "FILE",
