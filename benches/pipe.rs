@@ -1,6 +1,7 @@
 //! The benchmark (`cargo bench`): runs the release binary against the mock server and prints
 //! latency hiding (and its gain from a second replica), ordered against unordered throughput,
-//! CPU per million records, peak memory at two input sizes, and how `-c auto` does against
+//! CPU per million records, peak memory at two input sizes, the result cache's cost and pace,
+//! and how `-c auto` does against
 //! servers of limited capacity (a sweep of fixed `-c` for comparison).
 //!
 //! Each run is one child process measured by wait4(2): wall time from spawn to exit, user and
@@ -201,6 +202,7 @@ fn main() {
         ),
     ]);
     compressed_input(&server, &records_1m, &mut rows);
+    result_cache(&server, dir.path(), &records_1m, &mut rows);
     drop(server);
 
     flow_control(dir.path(), &records_1m, &mut rows);
@@ -249,6 +251,47 @@ fn compressed_input(server: &MockServer, records_1m: &Path, rows: &mut Vec<[Stri
             verdict(ratio <= 1.2),
         ]);
     }
+}
+
+/// The result cache (--cache) against a server that answers at once: what it costs when it
+/// holds nothing yet (each record looked up, each result written), against no cache; and the
+/// pace of a run it answers entirely.
+fn result_cache(server: &MockServer, dir: &Path, records_1m: &Path, rows: &mut Vec<[String; 4]>) {
+    let cache = dir.join("cache.db");
+    let cache_arg = cache.to_string_lossy().into_owned();
+    let args = ["--cache", cache_arg.as_str()];
+    let forget = || {
+        for end in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{cache_arg}{end}"));
+        }
+    };
+    let without = best_of(3, || abatch(server, records_1m, &[]));
+    let empty = best_of(3, || {
+        forget();
+        abatch(server, records_1m, &args)
+    });
+    let full = best_of(3, || abatch(server, records_1m, &args));
+    forget();
+    let ratio = empty.cpu.as_secs_f64() / without.cpu.as_secs_f64();
+    rows.push([
+        "CPU per 1M records, --cache holding none of them, against no --cache".into(),
+        format!(
+            "{:.2} vs {:.2} s CPU = {ratio:.2}×; {:.0}k vs {:.0}k records/s",
+            empty.cpu.as_secs_f64(),
+            without.cpu.as_secs_f64(),
+            1_000.0 / empty.wall.as_secs_f64(),
+            1_000.0 / without.wall.as_secs_f64()
+        ),
+        "≤ 1.5×".into(),
+        verdict(ratio <= 1.5),
+    ]);
+    let pace = 1e6 / full.wall.as_secs_f64();
+    rows.push([
+        "1M records, --cache holding all of them (nothing sent)".into(),
+        per_million(&full),
+        "≥ 200k records/s".into(),
+        verdict(pace >= 200_000.0),
+    ]);
 }
 
 /// `-c auto` against servers of 16 workers (queueing, or answering 429 beyond), against the

@@ -2,6 +2,11 @@
 //! next record would push its body past `--max-batch-bytes`, when `--batch-timeout` has passed
 //! since its FIRST record arrived, or at once when the input ends.
 //!
+//! Records the result cache (--cache) answers are never sent: a run of them goes as a batch of
+//! its own, at once, as an invalid line does. With --ordered such a record ends the batch
+//! before it, so that batches stay in input order; without, fresh records keep filling their
+//! batch around it, so that scattered cached records do not make the requests smaller.
+//!
 //! tokio-stream's `chunks_timeout` has the count and timeout rules but cannot cut a batch on
 //! its body size, hence this small adapter.
 
@@ -18,12 +23,20 @@ use tokio::time::{Instant, Sleep};
 
 use crate::input::Record;
 
+/// Most records in a batch the cache answers: its results are held in memory with it.
+pub const CACHED_RECORDS: usize = 1024;
+/// Most bytes (records and their results) in a batch the cache answers.
+pub const CACHED_BYTES: usize = 1 << 20;
+
 /// When a batch is full or due.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub records: NonZeroUsize,
     pub bytes: Option<NonZeroUsize>,
     pub timeout: Duration,
+    /// Batches keep input order (--ordered): a record the cache answers ends the batch before
+    /// it.
+    pub ordered: bool,
 }
 
 /// Records to send together, in input order.
@@ -47,6 +60,9 @@ pub enum Flush {
     End,
     /// An invalid input line came next: it goes alone, as a batch of its own.
     Invalid,
+    /// With --ordered, a record the cache answers came next; a run of such records goes as a
+    /// batch of its own, never sent.
+    Cached,
 }
 
 impl fmt::Display for Flush {
@@ -57,6 +73,7 @@ impl fmt::Display for Flush {
             Flush::Timeout => "by the batch timeout",
             Flush::End => "at the end of input",
             Flush::Invalid => "before an invalid line",
+            Flush::Cached => "before records the cache answers",
         })
     }
 }
@@ -91,8 +108,9 @@ fn body_len(records: usize, record_bytes: usize) -> usize {
 
 pin_project! {
     /// The stream of batches made from a stream of records. An invalid line goes alone, after the
-    /// batch of the records before it. An input error is passed on after
-    /// the batch of the records read before it, and ends the stream.
+    /// batches of the records before it; a run of records the cache answers goes as a batch of
+    /// its own. An input error is passed on after the batches of the records read before it,
+    /// and ends the stream.
     pub struct Batches<S> {
         #[pin]
         input: Fuse<S>,
@@ -101,7 +119,10 @@ pin_project! {
         limits: Limits,
         pending: Vec<Record>,
         pending_bytes: usize,
-        // An invalid line, to go alone once the batch before it has gone.
+        // Records the cache answers, to go together, at once.
+        cached: Vec<Record>,
+        cached_bytes: usize,
+        // An invalid line, to go alone once the batches before it have gone.
         invalid: Option<Record>,
         error: Option<anyhow::Error>,
         ended: bool,
@@ -119,6 +140,8 @@ where
         limits,
         pending: Vec::new(),
         pending_bytes: 0,
+        cached: Vec::new(),
+        cached_bytes: 0,
         invalid: None,
         error: None,
         ended: false,
@@ -149,6 +172,21 @@ impl<S> Batches<S> {
             flush,
         }
     }
+
+    /// The run of records the cache answers, as a batch.
+    fn take_cached(cached: &mut Vec<Record>, cached_bytes: &mut usize) -> Batch {
+        *cached_bytes = 0;
+        Batch {
+            records: std::mem::take(cached),
+            flush: Flush::Cached,
+        }
+    }
+}
+
+/// The bytes a record the cache answers holds in memory: its text and its result.
+fn cached_size(record: &Record) -> usize {
+    let result = record.cache.as_ref().and_then(|c| c.result.as_ref());
+    record.json.get().len() + result.map_or(0, |r| r.get().len())
 }
 
 impl<S> Stream for Batches<S>
@@ -163,25 +201,45 @@ where
             if let Some(flush) = Self::is_full(this.pending, *this.pending_bytes, this.limits) {
                 return Poll::Ready(Some(Ok(Self::take(this.pending, this.limits, flush))));
             }
-            if let Some(invalid) = this.invalid.take() {
-                return Poll::Ready(Some(Ok(Batch {
-                    records: vec![invalid],
-                    flush: Flush::Invalid,
-                })));
+            if this.cached.len() >= CACHED_RECORDS || *this.cached_bytes >= CACHED_BYTES {
+                let batch = Self::take_cached(this.cached, this.cached_bytes);
+                return Poll::Ready(Some(Ok(batch)));
             }
-            if let Some(error) = this.error.take() {
-                *this.ended = true;
-                return Poll::Ready(Some(Err(error)));
-            }
-            if *this.ended {
+            // An invalid line, an input error or the end: what was read before goes first.
+            if this.invalid.is_some() || this.error.is_some() || *this.ended {
+                if !this.cached.is_empty() {
+                    let batch = Self::take_cached(this.cached, this.cached_bytes);
+                    return Poll::Ready(Some(Ok(batch)));
+                }
+                if !this.pending.is_empty() {
+                    let flush = match this.invalid {
+                        Some(_) => Flush::Invalid,
+                        None => Flush::End,
+                    };
+                    return Poll::Ready(Some(Ok(Self::take(this.pending, this.limits, flush))));
+                }
+                if let Some(invalid) = this.invalid.take() {
+                    return Poll::Ready(Some(Ok(Batch {
+                        records: vec![invalid],
+                        flush: Flush::Invalid,
+                    })));
+                }
+                if let Some(error) = this.error.take() {
+                    *this.ended = true;
+                    return Poll::Ready(Some(Err(error)));
+                }
                 return Poll::Ready(None);
             }
             match this.input.as_mut().poll_next(cx) {
                 Poll::Ready(Some(Ok(record))) if record.invalid.is_some() => {
-                    // The records before it go first, as they are.
                     *this.invalid = Some(record);
-                    if !this.pending.is_empty() {
-                        let batch = Self::take(this.pending, this.limits, Flush::Invalid);
+                }
+                Poll::Ready(Some(Ok(record))) if record.is_cached() => {
+                    *this.cached_bytes += cached_size(&record);
+                    this.cached.push(record);
+                    // In order, the fresh records before it go first.
+                    if this.limits.ordered && !this.pending.is_empty() {
+                        let batch = Self::take(this.pending, this.limits, Flush::Cached);
                         return Poll::Ready(Some(Ok(batch)));
                     }
                 }
@@ -204,31 +262,21 @@ where
                     if let Some(full) = full {
                         return Poll::Ready(Some(Ok(full)));
                     }
-                }
-                Poll::Ready(Some(Err(error))) => {
-                    if this.pending.is_empty() {
-                        *this.ended = true;
-                        return Poll::Ready(Some(Err(error)));
+                    // In order, the cached records before it go first (nothing fresh was
+                    // pending behind them).
+                    if this.limits.ordered && !this.cached.is_empty() {
+                        let batch = Self::take_cached(this.cached, this.cached_bytes);
+                        return Poll::Ready(Some(Ok(batch)));
                     }
-                    *this.error = Some(error);
-                    return Poll::Ready(Some(Ok(Self::take(
-                        this.pending,
-                        this.limits,
-                        Flush::End,
-                    ))));
                 }
-                Poll::Ready(None) => {
-                    *this.ended = true;
-                    if this.pending.is_empty() {
-                        return Poll::Ready(None);
-                    }
-                    return Poll::Ready(Some(Ok(Self::take(
-                        this.pending,
-                        this.limits,
-                        Flush::End,
-                    ))));
-                }
+                Poll::Ready(Some(Err(error))) => *this.error = Some(error),
+                Poll::Ready(None) => *this.ended = true,
                 Poll::Pending => {
+                    // Results the cache holds never wait for more input.
+                    if !this.cached.is_empty() {
+                        let batch = Self::take_cached(this.cached, this.cached_bytes);
+                        return Poll::Ready(Some(Ok(batch)));
+                    }
                     if !this.pending.is_empty() && this.deadline.as_mut().poll(cx).is_ready() {
                         let batch = Self::take(this.pending, this.limits, Flush::Timeout);
                         return Poll::Ready(Some(Ok(batch)));
@@ -252,6 +300,7 @@ mod tests {
             records: NonZeroUsize::new(records).unwrap(),
             bytes: bytes.and_then(NonZeroUsize::new),
             timeout: Duration::from_millis(timeout_ms),
+            ordered: false,
         }
     }
 
@@ -434,6 +483,202 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Lines 1-12, those in `cached` answered by the cache.
+    fn some_cached(cached: &[u64]) -> Vec<anyhow::Result<Record>> {
+        (1..=12)
+            .map(|n| {
+                Ok(if cached.contains(&n) {
+                    crate::testing::cached("a", n, "1", "2")
+                } else {
+                    record("a", n, "1")
+                })
+            })
+            .collect()
+    }
+
+    /// Each batch's lines and what sent it.
+    fn flushed(
+        batches: &mut (impl Stream<Item = anyhow::Result<Batch>> + Unpin),
+    ) -> Vec<(Vec<u64>, Flush)> {
+        let mut out = Vec::new();
+        while let Some(Some(batch)) = batches.next().now_or_never() {
+            let batch = batch.unwrap();
+            out.push((
+                batch.records.iter().map(|r| r.at.line).collect(),
+                batch.flush,
+            ));
+        }
+        out
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn in_order_a_cached_record_ends_the_batch_before_it() {
+        let input = futures::stream::iter(some_cached(&[3, 4, 9]));
+        let mut batches = Box::pin(batches(
+            input,
+            Limits {
+                ordered: true,
+                ..limits(4, None, 60_000)
+            },
+        ));
+        assert_eq!(
+            flushed(&mut batches),
+            vec![
+                (vec![1, 2], Flush::Cached),
+                (vec![3, 4], Flush::Cached),
+                (vec![5, 6, 7, 8], Flush::Size),
+                (vec![9], Flush::Cached),
+                (vec![10, 11, 12], Flush::End),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn out_of_order_cached_records_go_at_once_and_batches_stay_full() {
+        let (tx, rx) = mpsc::unbounded();
+        let mut batches = Box::pin(batches(rx, limits(4, None, 60_000)));
+        let mut records = some_cached(&[2, 5, 6, 11]).into_iter();
+        for record in records.by_ref().take(6) {
+            tx.unbounded_send(record).unwrap();
+        }
+        // The cached records do not wait for the fresh batch around them to fill.
+        assert_eq!(flushed(&mut batches), vec![(vec![2, 5, 6], Flush::Cached)]);
+        for record in records {
+            tx.unbounded_send(record).unwrap();
+        }
+        assert_eq!(
+            flushed(&mut batches),
+            vec![
+                (vec![1, 3, 4, 7], Flush::Size),
+                (vec![8, 9, 10, 12], Flush::Size),
+                (vec![11], Flush::Cached),
+            ]
+        );
+        drop(tx);
+        assert!(matches!(batches.next().now_or_never(), Some(None)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cached_records_go_before_an_invalid_line_and_an_input_error() {
+        let mut items = some_cached(&[2, 3]);
+        items.truncate(4);
+        let mut bad = record("a", 5, "\"x\"");
+        bad.invalid = Some("not JSON".into());
+        items.push(Ok(bad));
+        items.push(Ok(crate::testing::cached("a", 6, "1", "2")));
+        items.push(Err(anyhow::anyhow!("a:7: cannot read")));
+        let mut batches = Box::pin(batches(
+            futures::stream::iter(items),
+            limits(10, None, 60_000),
+        ));
+        let mut seen = Vec::new();
+        while let Some(batch) = batches.next().await {
+            seen.push(match batch {
+                Ok(batch) => format!(
+                    "{:?}",
+                    batch.records.iter().map(|r| r.at.line).collect::<Vec<_>>()
+                ),
+                Err(e) => e.to_string(),
+            });
+        }
+        assert_eq!(seen, ["[2, 3]", "[1, 4]", "[5]", "[6]", "a:7: cannot read"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_of_cached_records_is_capped() {
+        let count = CACHED_RECORDS as u64 * 2 + 5;
+        let input = futures::stream::iter(
+            (1..=count).map(|n| Ok(crate::testing::cached("a", n, "1", "2"))),
+        );
+        let mut many = Box::pin(batches(input, limits(4, None, 60_000)));
+        let sizes: Vec<usize> = flushed(&mut many)
+            .iter()
+            .map(|(lines, _)| lines.len())
+            .collect();
+        assert_eq!(sizes, [CACHED_RECORDS, CACHED_RECORDS, 5]);
+        let big = "7".repeat(CACHED_BYTES / 4);
+        let input =
+            futures::stream::iter((1..=9).map(|n| Ok(crate::testing::cached("a", n, "1", &big))));
+        let mut more = Box::pin(batches(input, limits(4, None, 60_000)));
+        let sizes: Vec<usize> = flushed(&mut more)
+            .iter()
+            .map(|(lines, _)| lines.len())
+            .collect();
+        assert_eq!(sizes, [4, 4, 1]);
+    }
+
+    /// Random runs of cached and fresh records, in order or not: every record comes out once;
+    /// a batch is all cached or all fresh; in order, batches follow the input; out of order,
+    /// the fresh batches are those the fresh records alone would make (full, but the last).
+    #[tokio::test(start_paused = true)]
+    async fn property_cached_records_never_change_the_fresh_batches_out_of_order() {
+        let mut rng = crate::testing::Rng::new(7);
+        for case in 0..300 {
+            let size = 1 + rng.below(6) as usize;
+            let ordered = rng.below(2) == 0;
+            let count = rng.below(60);
+            let odds = 1 + rng.below(4);
+            let cached: Vec<bool> = (0..count).map(|_| rng.below(odds) == 0).collect();
+            let input = futures::stream::iter((1..=count).map(|n| {
+                Ok(if cached[n as usize - 1] {
+                    crate::testing::cached("p", n, "1", "2")
+                } else {
+                    record("p", n, "1")
+                })
+            }));
+            let mut batches = Box::pin(batches(
+                input,
+                Limits {
+                    ordered,
+                    ..limits(size, None, 60_000)
+                },
+            ));
+            let mut sent = Vec::new();
+            while let Some(batch) = batches.next().await {
+                sent.push(flushed_one(batch.unwrap()));
+            }
+            let is_cached = |line: u64| cached[line as usize - 1];
+            let mut all: Vec<u64> = sent.iter().flat_map(|(lines, _)| lines.clone()).collect();
+            if ordered {
+                assert_eq!(all, (1..=count).collect::<Vec<_>>(), "case {case}");
+            }
+            all.sort_unstable();
+            assert_eq!(all, (1..=count).collect::<Vec<_>>(), "case {case}");
+            for (lines, flush) in &sent {
+                let cached_batch = is_cached(lines[0]);
+                assert!(
+                    lines.iter().all(|&l| is_cached(l) == cached_batch),
+                    "case {case}"
+                );
+                assert!(lines.len() <= if cached_batch { CACHED_RECORDS } else { size });
+                assert!(
+                    ordered || cached_batch || *flush != Flush::Cached,
+                    "case {case}"
+                );
+            }
+            let fresh: Vec<&Vec<u64>> = sent
+                .iter()
+                .map(|(lines, _)| lines)
+                .filter(|l| !is_cached(l[0]))
+                .collect();
+            let fresh_lines: Vec<u64> = fresh.iter().flat_map(|l| l.iter().copied()).collect();
+            let expected: Vec<u64> = (1..=count).filter(|&l| !is_cached(l)).collect();
+            assert_eq!(fresh_lines, expected, "case {case}");
+            if !ordered {
+                let sizes: Vec<usize> = fresh.iter().map(|l| l.len()).collect();
+                let full: Vec<usize> = expected.chunks(size).map(<[u64]>::len).collect();
+                assert_eq!(sizes, full, "case {case}");
+            }
+        }
+    }
+
+    fn flushed_one(batch: Batch) -> (Vec<u64>, Flush) {
+        (
+            batch.records.iter().map(|r| r.at.line).collect(),
+            batch.flush,
+        )
     }
 
     #[test]

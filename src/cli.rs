@@ -343,6 +343,30 @@ pub struct Cli {
     #[arg(long, help_heading = "Reliability", env = "ABATCH_SPLIT_ON_ERROR", value_parser = Switch)]
     pub split_on_error: bool,
 
+    /// Remember each record's result in FILE (an SQLite database, created if missing) and
+    /// answer a record whose result it holds without sending it. A result is found again for
+    /// the same URLs (every -u), shaping flags (--api, --template, --input, --model, --set, ...) and what
+    /// is sent for the record; -H headers are not part of it (they hold secrets and seldom
+    /// change an answer), nor --merge, batch sizes or record order. Results of failed batches
+    /// are never remembered; fresh results are committed within a second (a killed run loses
+    /// no more). Runs may share FILE at once
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Cache",
+        env = "ABATCH_CACHE"
+    )]
+    pub cache: Option<PathBuf>,
+
+    /// Send nothing: answer from --cache only, and fail every record it holds no result for
+    /// ("not in the cache (--cache-only)"), as --on-error says
+    #[arg(long, requires = "cache", help_heading = "Cache", env = "ABATCH_CACHE_ONLY", value_parser = Switch)]
+    pub cache_only: bool,
+
+    /// Read --cache but write nothing to it: fresh results are not remembered
+    #[arg(long, requires = "cache", help_heading = "Cache", env = "ABATCH_NO_CACHE_WRITE", value_parser = Switch)]
+    pub no_cache_write: bool,
+
     /// Print nothing on stderr but errors and warnings: no progress, and no summary unless
     /// records failed (-v still logs)
     #[arg(short, long, env = "ABATCH_QUIET", value_parser = Switch, help_heading = "Display")]

@@ -8,6 +8,7 @@ use clap::CommandFactory;
 use reqwest::Url;
 
 use crate::batch::Limits;
+use crate::cache;
 use crate::cli::{Cli, Concurrency, Header, OnError, Shard};
 use crate::flow::{self, retry::Policy};
 use crate::http;
@@ -27,6 +28,8 @@ pub struct Config {
     pub codec: Codec,
     pub flow: flow::Settings,
     pub files: Files,
+    /// The result cache, when there is one (--cache).
+    pub cache: Option<cache::Settings>,
     pub display: Display,
 }
 
@@ -53,6 +56,7 @@ impl Config {
             tag: cli.tag,
         })
         .map_err(|problem| usage(clap::error::ErrorKind::InvalidValue, problem))?;
+        let fingerprint = fingerprint(&cli);
         // A batch file's failed requests get their lines, as OpenAI writes them; aligned
         // output has a line for every input line.
         let on_error = match cli.on_error {
@@ -103,7 +107,7 @@ impl Config {
             matching,
             dry_run: cli.dry_run,
         };
-        crate::files::check(&cli.inputs, &files).map_err(conflict)?;
+        crate::files::check(&cli.inputs, &files, cli.cache.as_deref()).map_err(conflict)?;
         let shard = match (cli.shard, cli.shard_from_env) {
             (Some(shard), _) => Some(shard),
             (None, true) => Some(
@@ -119,6 +123,20 @@ impl Config {
                 "--url (or ABATCH_URL) is required".into(),
             ));
         }
+        let cache = match &cli.cache {
+            Some(path) => {
+                // Only read, it must be there: a misspelt name would send everything.
+                let only_read = cli.cache_only || cli.no_cache_write;
+                cache::check(path, only_read)
+                    .map_err(|problem| usage(clap::error::ErrorKind::InvalidValue, problem))?;
+                Some(cache::Settings {
+                    path: path.clone(),
+                    fingerprint,
+                    write: !(only_read || cli.dry_run),
+                })
+            }
+            None => None,
+        };
         Ok(Config {
             batch: Limits {
                 // --single: one record per request.
@@ -129,6 +147,7 @@ impl Config {
                 },
                 bytes: cli.max_batch_bytes,
                 timeout: cli.batch_timeout,
+                ordered: cli.ordered,
             },
             input: input::Settings {
                 paths: cli.inputs,
@@ -160,8 +179,10 @@ impl Config {
                 deadline: cli.deadline,
                 idempotency_key: cli.idempotency_key,
                 dry_run: cli.dry_run,
+                cache_only: cli.cache_only,
             },
             files,
+            cache,
             display: Display {
                 quiet: cli.quiet,
                 verbose: cli.verbose,
@@ -241,9 +262,110 @@ fn shard_from_env(
     )
 }
 
+/// Everything besides a record's own bytes that decides the answer it gets: the URLs (every
+/// replica's, sorted) and the
+/// shaping flags (--api, --template, --results, --result, --index, --model, --set, --input,
+/// --single, --v2-*), as JSON, whose quoting keeps values apart. Not --merge, applied to the
+/// lines written; not the batch size, order or timeouts; not -H headers, which hold secrets
+/// and seldom change an answer. The result cache keys each record by it and what is sent for
+/// the record.
+fn fingerprint(cli: &Cli) -> String {
+    let mut urls: Vec<&str> = cli.url.iter().flat_map(|u| &u.0).map(Url::as_str).collect();
+    urls.sort_unstable();
+    urls.dedup();
+    let sets: Vec<[&str; 2]> = cli
+        .sets
+        .iter()
+        .map(|set| [set.key.as_str(), set.value.get()])
+        .collect();
+    serde_json::json!({
+        // Raised when what is sent for the same flags changes.
+        "keys": 1,
+        // Every replica's, in one order whatever the order given.
+        "url": urls,
+        "api": cli.api.map(|api| api.name()),
+        "template": cli.template,
+        "results": cli.results,
+        "result": cli.result,
+        "index": cli.index,
+        "model": cli.model,
+        "set": sets,
+        "input": cli.input,
+        "single": cli.single,
+        "v2_input": cli.v2_input,
+        "v2_datatype": cli.v2_datatype,
+        "v2_output": cli.v2_output,
+    })
+    .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    /// The cache's fingerprint of a run with these arguments (besides --url and --cache).
+    fn fingerprint_of(args: &[&str]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache.db");
+        let mut line = vec![
+            "abatch",
+            "--url",
+            "http://127.0.0.1:9/v1/embeddings",
+            "--cache",
+        ];
+        let cache = cache.to_str().unwrap();
+        line.push(cache);
+        line.extend(args);
+        let config = Config::new(Cli::try_parse_from(line).unwrap()).unwrap();
+        config.cache.unwrap().fingerprint
+    }
+
+    #[test]
+    fn the_cache_key_holds_what_decides_an_answer_and_nothing_else() {
+        let base = ["--api", "openai-embeddings", "--model", "a"];
+        let same = fingerprint_of(&base);
+        // Headers (secrets), --merge, batching and order do not change an answer.
+        for more in [
+            &["-H", "Authorization: Bearer s3cret"][..],
+            &["--merge", "embedding"],
+            &["-b", "7", "--ordered", "-c", "9", "--batch-timeout", "1s"],
+            &["--retries", "0", "--on-error", "skip"],
+        ] {
+            assert_eq!(
+                fingerprint_of(&[&base[..], more].concat()),
+                same,
+                "{more:?}"
+            );
+        }
+        assert!(!same.contains("s3cret"));
+        // The model, the URL and every shaping flag do.
+        let other_model = ["--api", "openai-embeddings", "--model", "b"];
+        assert_ne!(fingerprint_of(&other_model), same);
+        for more in [
+            &["--input", "/text"][..],
+            &["--set", "dimensions=8"],
+            &["--index", "/i"],
+            &["--result", "/r"],
+            &["--results", "/rs"],
+        ] {
+            assert_ne!(
+                fingerprint_of(&[&base[..], more].concat()),
+                same,
+                "{more:?}"
+            );
+        }
+        assert_ne!(
+            fingerprint_of(&["--template", r#"{"in":$batch}"#]),
+            fingerprint_of(&["--template", r#"{"input":$batch}"#])
+        );
+        assert_ne!(fingerprint_of(&[]), fingerprint_of(&["--single"]));
+        // --set fields go into the body in the order given.
+        assert_ne!(
+            fingerprint_of(&[&base[..], &["--set", "a=1", "--set", "b=2"]].concat()),
+            fingerprint_of(&[&base[..], &["--set", "b=2", "--set", "a=1"]].concat())
+        );
+    }
 
     fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let vars: Vec<(String, String)> = vars

@@ -8,7 +8,8 @@ pub enum Exit {
     /// Every record has a result, or the reader of the output went away.
     Success = 0,
     /// The run stopped early: a batch or an invalid input line failed under `--on-error
-    /// abort`, an input is missing or cannot be read, or an output could not be written.
+    /// abort`, an input is missing or cannot be read, an output could not be written, or the
+    /// `--cache` file could not be opened.
     Aborted = 1,
     /// The command line is wrong, or a file a flag names cannot be read; no input was read
     /// and nothing sent.
@@ -39,12 +40,12 @@ impl Exit {
             Exit::Aborted => {
                 "aborted: a batch or an invalid input line failed under --on-error abort, more \
                  records failed than --max-errors allows, the server refused the run (401, 403, \
-                 404, 405), an input is missing or cannot be read, or an output could not be \
-                 written"
+                 404, 405), an input is missing or cannot be read, an output could not be \
+                 written, or the --cache file could not be opened"
             }
             Exit::Usage => {
-                "usage error, a file named by a flag (--cacert, -H @FILE) that cannot be read \
-                 included; nothing was read or sent, and no file touched"
+                "usage error, a file named by a flag (--cacert, -H @FILE, --cache) that cannot be \
+                 read or used included; nothing was read or sent, and no file touched"
             }
             Exit::SomeFailed => "finished, but some records failed (--on-error skip or null)",
             Exit::Interrupted => {

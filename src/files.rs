@@ -26,9 +26,9 @@ struct Named {
     identity: Identity,
 }
 
-/// Checks that no file of `files` is one of `inputs` or another of `files`, nor stdout one of
-/// `inputs`; says which two clash when some do.
-pub fn check(inputs: &[PathBuf], files: &Files) -> Result<(), String> {
+/// Checks that no file of `files` (nor the result `cache`) is one of `inputs` or another of
+/// them, nor stdout one of `inputs`; says which two clash when some do.
+pub fn check(inputs: &[PathBuf], files: &Files, cache: Option<&Path>) -> Result<(), String> {
     let mut read = Vec::new();
     let stdin_read = inputs.is_empty() || inputs.iter().any(|p| p.as_os_str() == "-");
     if stdin_read {
@@ -51,6 +51,10 @@ pub fn check(inputs: &[PathBuf], files: &Files) -> Result<(), String> {
             Some((format!("{flag} {}", file.name), file))
         })
         .collect();
+    // Written to, or (in a dry run) read as a database: never an input or an output.
+    if let Some(file) = cache.and_then(named) {
+        written.push((format!("--cache {}", file.name), file));
+    }
     if files.output.is_none() || files.dry_run {
         if let Some(stdout) = regular_stdio(io::stdout().as_fd(), "standard output") {
             written.push(("standard output".into(), stdout));

@@ -1,6 +1,7 @@
 //! abatch: stream newline-delimited JSON records through an HTTP inference endpoint in batches.
 
 mod batch;
+mod cache;
 mod cli;
 mod config;
 mod exit;

@@ -249,6 +249,7 @@ mod tests {
                 records: NonZeroUsize::new(1 + rng.below(9) as usize).unwrap(),
                 bytes: None,
                 timeout: Duration::from_millis(rng.below(30)),
+                ordered: false,
             };
             let active = 1 + rng.below(5) as usize;
             let in_order = rng.below(2) == 0;

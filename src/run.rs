@@ -1,5 +1,6 @@
-//! Wires the run top to bottom: input → batches → exchanges (bounded, ordered or as
-//! completed) → routing → output and dead letters; then hands the ending to the report.
+//! Wires the run top to bottom: input → cache lookups → batches → exchanges (bounded, ordered
+//! or as completed) → results remembered → routing → output and dead letters; then hands the
+//! ending to the report.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -8,6 +9,7 @@ use anyhow::anyhow;
 use futures::{Stream, StreamExt};
 
 use crate::batch;
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::flow::exchange::{Exchanger, Outcome};
@@ -25,6 +27,8 @@ use crate::wire::{Codec, Seen};
 
 /// Finished batches that may wait behind a slow one, per batch outstanding, with --ordered.
 const WAITING_PER_SLOT: usize = 4;
+/// Most records looked up in the cache at once (those ready together).
+const LOOKED_UP_TOGETHER: usize = 1024;
 
 pub fn run(config: Config) -> anyhow::Result<Exit> {
     report::log_requests(config.display.verbose);
@@ -47,6 +51,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         codec,
         flow,
         files,
+        cache,
         display,
     } = config;
     let started = Instant::now();
@@ -57,10 +62,17 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
     let dry_run_output = files.output.as_deref().filter(|_| files.dry_run);
     report::before_the_run(input.paths.is_empty(), &display, dry_run_output);
     let client = Client::new(&http)?;
+    let metrics = Metrics {
+        cache: cache.is_some().then(Default::default),
+        ..Metrics::default()
+    };
+    // Before the output: a cache another program holds too long refuses the run untouched.
+    let cache = cache
+        .map(|cache| Cache::open(&cache, &codec, &metrics))
+        .transpose()?;
     let (output, resumed) = Output::open(&files)?;
 
     let stop = Stop::default();
-    let metrics = Metrics::default();
     let limit = Replicas::new(client.replicas(), concurrency, Instant::now());
     metrics
         .measures
@@ -91,6 +103,7 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
     }
     let reading = input::records(sources, &input, stop.stopping().clone());
     let records = skipping(unique_ids(reading, &codec), &resumed, &codec, &metrics);
+    let records = recalled(records, cache.as_ref());
     let exchanges = batch::batches(records, limits).map(|batch| {
         let exchanger = &exchanger;
         async move { Ok(exchanger.outcome(batch?).await) }
@@ -123,7 +136,10 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
         timeout: http.timeout,
     };
     let mut input_error = watch
-        .around(route_all(completed, &mut router), Phase::Routing)
+        .around(
+            route_all(completed, cache.as_ref(), &mut router),
+            Phase::Routing,
+        )
         .await;
     let Routed {
         first_failure,
@@ -180,24 +196,53 @@ fn account_output(
     (error, written.opened)
 }
 
-/// Routes every outcome as it comes, until they end or nobody reads the output; returns the
-/// input error that ended them, if one did.
+/// Routes every outcome as it comes (its fresh results remembered in `cache` first), until
+/// they end or nobody reads the output; returns the input error that ended them, if one did.
 async fn route_all(
     completed: impl Stream<Item = anyhow::Result<Outcome>>,
+    cache: Option<&Cache<'_>>,
     router: &mut Router<'_>,
 ) -> Option<anyhow::Error> {
     let mut completed = std::pin::pin!(completed);
     let mut input_error = None;
-    while let Some(outcome) = completed.next().await {
+    loop {
+        // Fresh results are committed within their time even while no outcome comes.
+        let due = cache.and_then(Cache::due);
+        let outcome = tokio::select! {
+            outcome = completed.next() => outcome,
+            () = until(due) => {
+                if let Some(cache) = cache {
+                    cache.commit();
+                }
+                continue;
+            }
+        };
+        let Some(outcome) = outcome else { break };
         match outcome {
-            Ok(outcome) => router.route(outcome).await,
+            Ok(outcome) => {
+                if let Some(cache) = cache {
+                    cache.remember(&outcome);
+                }
+                router.route(outcome).await;
+            }
             Err(error) => input_error = Some(error),
         }
         if router.reader() == Reader::Gone {
             break;
         }
     }
+    if let Some(cache) = cache {
+        cache.commit();
+    }
     input_error
+}
+
+/// Resolves at `due`, or never.
+async fn until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// What the run is doing while it is watched.
@@ -335,4 +380,22 @@ fn skipping<'a>(
         }
         futures::future::ready(!skip)
     })
+}
+
+/// The records of `records`, each looked up in `cache` when there is one (--cache), those
+/// read together at once.
+fn recalled<'a>(
+    records: impl Stream<Item = anyhow::Result<Record>> + 'a,
+    cache: Option<&'a Cache<'a>>,
+) -> impl Stream<Item = anyhow::Result<Record>> + 'a {
+    let Some(cache) = cache else {
+        return records.left_stream();
+    };
+    let looked_up = records
+        .ready_chunks(LOOKED_UP_TOGETHER)
+        .flat_map(move |mut records| {
+            cache.recall(&mut records);
+            futures::stream::iter(records)
+        });
+    looked_up.right_stream()
 }

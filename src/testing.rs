@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde_json::value::RawValue;
 
 use crate::batch::Batch;
-use crate::input::{Location, Record};
+use crate::input::{Cached, Location, Record};
 
 /// A record of `json` read at `source:line`.
 pub fn record(source: &str, line: u64, json: &str) -> Record {
@@ -19,6 +19,18 @@ pub fn record(source: &str, line: u64, json: &str) -> Record {
         invalid: None,
         bytes: json.len() as u64 + 1,
         blank: false,
+        cache: None,
+    }
+}
+
+/// A record of `json` read at `source:line`, answered by the cache with `result`.
+pub fn cached(source: &str, line: u64, json: &str, result: &str) -> Record {
+    Record {
+        cache: Some(Cached {
+            key: [0; 16],
+            result: Some(RawValue::from_string(result.to_owned()).unwrap()),
+        }),
+        ..record(source, line, json)
     }
 }
 

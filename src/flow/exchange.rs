@@ -5,6 +5,7 @@
 //! the limit learns how it went. Every record of the batch comes back, answered or not, so
 //! that none is lost. Once the run is stopping no attempt starts and no wait goes on; once
 //! attempts in flight are given up, they end at once; a batch past its --deadline fails.
+//! A batch of records the result cache answers is answered at once, without a slot.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -38,7 +39,8 @@ pub struct Outcome {
 }
 
 pub enum Part {
-    /// One result per record, after this many attempts.
+    /// One result per record, after this many attempts: 0 when the result cache (--cache)
+    /// answered them.
     Answered {
         results: Vec<Box<RawValue>>,
         attempts: u32,
@@ -58,10 +60,11 @@ pub enum Part {
     },
     /// Blank lines kept (--aligned): nothing to send, a null line each.
     Blank { records: usize },
-    /// --dry-run: the request that would have carried these records, as a JSON line.
+    /// --dry-run: the request that would have carried these records, as a JSON line; none
+    /// for records the result cache answers, which no request would carry.
     Shown {
         records: usize,
-        request: Box<RawValue>,
+        request: Option<Box<RawValue>>,
     },
 }
 
@@ -94,6 +97,8 @@ pub struct Exchanger<'a> {
     aborts: bool,
     /// Show each request instead of sending it.
     dry_run: bool,
+    /// Fail, unsent, every record the result cache does not answer (--cache-only).
+    cache_only: bool,
     /// The longest a batch may take, retries and waits included.
     deadline: Option<Duration>,
     /// This run's id, for Idempotency-Key headers, when they are asked for.
@@ -171,6 +176,7 @@ impl<'a> Exchanger<'a> {
             metrics,
             aborts: flow.on_error == OnError::Abort,
             dry_run: flow.dry_run,
+            cache_only: flow.cache_only,
             deadline: flow.deadline,
             run: flow
                 .idempotency_key
@@ -180,7 +186,7 @@ impl<'a> Exchanger<'a> {
 
     /// Sends `batch` (unless the run is stopping) and returns what became of each record.
     pub async fn outcome(&self, batch: Batch) -> Outcome {
-        let records = batch.records;
+        let mut records = batch.records;
         if let Some(why) = self.stop.no_new_attempts() {
             // Read, but never to be sent: an invalid line read ahead too.
             return Outcome {
@@ -200,11 +206,34 @@ impl<'a> Exchanger<'a> {
                 records,
             };
         }
+        if let Some(results) = remembered(&mut records) {
+            // The cache answers them: nothing to send, or to show.
+            let part = match self.dry_run {
+                true => Part::Shown {
+                    records: results.len(),
+                    request: None,
+                },
+                false => Part::Answered {
+                    results,
+                    attempts: 0,
+                },
+            };
+            return Outcome {
+                parts: vec![part],
+                records,
+            };
+        }
         if let Some(problem) = invalid_line(&records) {
             // Nothing to send: it fails alone.
             let failure = Failure::Line(problem.to_string());
             return Outcome {
                 parts: vec![self.failed(records.len(), failure, 0)],
+                records,
+            };
+        }
+        if self.cache_only {
+            return Outcome {
+                parts: vec![self.failed(records.len(), Failure::Uncached, 0)],
                 records,
             };
         }
@@ -276,11 +305,11 @@ impl<'a> Exchanger<'a> {
         if self.dry_run {
             return vec![Part::Shown {
                 records: records.len(),
-                request: self.client.show(
+                request: Some(self.client.show(
                     &body,
                     self.key(&request).as_deref(),
                     self.codec.path(records),
-                ),
+                )),
             }];
         }
         let (failure, attempts) = match self.attempts(request, body).await {
@@ -662,6 +691,18 @@ enum Tried {
     Failed(Failure, u32),
     /// The run stopped after this many attempts (the last one given up, if any).
     Unsent(Unsent, u32),
+}
+
+/// The results the cache holds for a batch's records, taken out of them, when it holds one
+/// for each (the batcher keeps such records in batches of their own).
+fn remembered(records: &mut [Record]) -> Option<Vec<Box<RawValue>>> {
+    if records.is_empty() || !records.iter().all(Record::is_cached) {
+        return None;
+    }
+    let taken = records
+        .iter_mut()
+        .filter_map(|record| record.cache.as_mut()?.result.take());
+    Some(taken.collect())
 }
 
 /// Why a batch is one invalid input line, if it is (the batcher sends such a line alone).

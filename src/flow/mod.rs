@@ -34,4 +34,6 @@ pub struct Settings {
     pub idempotency_key: bool,
     /// Show each request instead of sending it.
     pub dry_run: bool,
+    /// Answer only from the result cache (--cache-only): fail every other record unsent.
+    pub cache_only: bool,
 }

@@ -91,6 +91,7 @@ pub fn retryable(failure: &Failure) -> bool {
         | Failure::Certificate { .. }
         | Failure::Record(_)
         | Failure::Line(_)
+        | Failure::Uncached
         | Failure::WaitTooLong { .. }
         | Failure::Deadline { .. } => false,
     }

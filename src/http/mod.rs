@@ -68,6 +68,9 @@ pub enum Failure {
     /// An input line that is not one JSON value; nothing was sent.
     #[error("{0}")]
     Line(String),
+    /// --cache-only, and the cache holds no result for the record; nothing was sent.
+    #[error("not in the cache (--cache-only)")]
+    Uncached,
     /// The server asked to wait longer than --retry-max-wait before the next attempt.
     #[error(
         "{failure}; the server asked to wait {} (Retry-After: {}), longer than --retry-max-wait ({})",
@@ -103,7 +106,9 @@ impl Failure {
             Failure::Timeout(_) => Err("timeout"),
             Failure::Connect { .. } => Err("connect"),
             Failure::Certificate { .. } => Err("certificate"),
-            Failure::Transport(_) | Failure::Record(_) | Failure::Line(_) => Err("transport"),
+            Failure::Transport(_) | Failure::Record(_) | Failure::Line(_) | Failure::Uncached => {
+                Err("transport")
+            }
         }
     }
 

@@ -162,6 +162,7 @@ pub fn read_one(
                     invalid: Some("a blank line".into()),
                     bytes: bytes.record(),
                     blank: true,
+                    cache: None,
                 };
                 pending.push(Ok(blank), read);
             }
@@ -177,6 +178,7 @@ pub fn read_one(
                 invalid: None,
                 bytes: bytes.record(),
                 blank: false,
+                cache: None,
             },
             Err(problem) => invalid(content, at, problem, bytes.record()),
         };
@@ -245,6 +247,7 @@ fn invalid(raw: &[u8], at: Location, problem: String, bytes: u64) -> Record {
         invalid: Some(problem.into()),
         bytes,
         blank: false,
+        cache: None,
     }
 }
 

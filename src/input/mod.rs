@@ -44,6 +44,24 @@ pub struct Record {
     pub bytes: u64,
     /// A blank line, kept (--aligned) so that it gets its null line; never sent.
     pub blank: bool,
+    /// Its place in the result cache (--cache), once looked up there.
+    pub cache: Option<Cached>,
+}
+
+/// What the result cache (--cache) holds for a record: its key, and the result remembered for
+/// it, if there is one. Set by the lookup before batching; the result is taken out when the
+/// record is answered with it.
+#[derive(Debug)]
+pub struct Cached {
+    pub key: [u8; 16],
+    pub result: Option<Box<RawValue>>,
+}
+
+impl Record {
+    /// Whether the cache holds a result for this record.
+    pub fn is_cached(&self) -> bool {
+        self.cache.as_ref().is_some_and(|c| c.result.is_some())
+    }
 }
 
 /// A file (or stdin) and a 1-based line number, blank lines counted.

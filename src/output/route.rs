@@ -103,7 +103,12 @@ impl<'a> Router<'a> {
                 Part::Failed {
                     failure, attempts, ..
                 } => self.failed(these, failure, attempts).await,
-                Part::Shown { request, .. } => self.write(Lines::Shown(request)).await,
+                // Records the cache answers show no request: none would be sent.
+                Part::Shown { request, .. } => {
+                    if let Some(request) = request {
+                        self.write(Lines::Shown(request)).await;
+                    }
+                }
                 Part::Blank { records } => {
                     Metrics::add(&self.metrics.blank, records);
                     let nulls = vec![RawValue::NULL.to_owned(); records];
@@ -179,7 +184,10 @@ impl<'a> Router<'a> {
                 self.stop.abort();
                 // Nothing was sent for a record that could not be: what is in flight came
                 // before it, and may finish.
-                if !matches!(failure, Failure::Line(_) | Failure::Record(_)) {
+                if !matches!(
+                    failure,
+                    Failure::Line(_) | Failure::Record(_) | Failure::Uncached
+                ) {
                     self.stop.cancel_in_flight();
                 }
                 // Under null, these records still get their line, unless a gap came before

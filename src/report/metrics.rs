@@ -35,8 +35,21 @@ pub struct Metrics {
     pub bytes_done: Cell<u64>,
     /// The tokens the server counted, once it counts any.
     pub tokens: Cell<Option<Usage>>,
+    /// What the result cache did, when there is one (--cache).
+    pub cache: Option<CacheCounts>,
     /// What --stats reports beyond these counts.
     pub measures: Measures,
+}
+
+/// What the result cache (--cache) did.
+#[derive(Default)]
+pub struct CacheCounts {
+    /// Records it answered.
+    pub hits: Cell<u64>,
+    /// Records looked up that it holds no result for.
+    pub misses: Cell<u64>,
+    /// Fresh results it remembered.
+    pub written: Cell<u64>,
 }
 
 /// One counted in a counter while it lives: a future dropped half way (when the reader of
@@ -86,8 +99,8 @@ pub struct Measures {
     pub(super) smallest_batch: Cell<Option<usize>>,
     pub(super) largest_batch: Cell<usize>,
     pub(super) records_batched: Cell<u64>,
-    /// Batches sent by size, bytes, timeout, end of input, an invalid line.
-    pub(super) flushes: [Cell<u64>; 5],
+    /// Batches sent by size, bytes, timeout, end of input, an invalid line, cached records.
+    pub(super) flushes: [Cell<u64>; 6],
     pub(super) requests_in_flight: Cell<u64>,
     pub(super) most_requests_in_flight: Cell<u64>,
     /// Bytes of 2xx answers as they crossed the wire, and decompressed.

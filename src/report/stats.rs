@@ -1,5 +1,5 @@
 //! The `--stats` JSON document, a view of the run's [`Metrics`]: counts, request latencies,
-//! batch sizes and what sent each batch, achieved concurrency, HTTP statuses.
+//! batch sizes and what sent each batch, achieved concurrency, HTTP statuses, the cache.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -23,6 +23,9 @@ pub struct Report {
     /// Each replica of the endpoint, when there are several.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     replicas: Vec<Replica>,
+    /// What the result cache did, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<Cache>,
     elapsed_s: f64,
     records_per_s: f64,
     exit: u8,
@@ -63,6 +66,7 @@ struct FlushedBy {
     timeout: u64,
     end_of_input: u64,
     invalid_line: u64,
+    cached: u64,
 }
 
 #[derive(Serialize)]
@@ -111,6 +115,14 @@ struct Replica {
     requests: u64,
     failures: u64,
     latency_ms: Latency,
+}
+
+/// Records the cache answered, records it did not, and fresh results it remembered.
+#[derive(Serialize)]
+struct Cache {
+    hits: u64,
+    misses: u64,
+    written: u64,
 }
 
 #[derive(Serialize)]
@@ -162,6 +174,7 @@ impl Report {
                     timeout: m.flushes[Flush::Timeout as usize].get(),
                     end_of_input: m.flushes[Flush::End as usize].get(),
                     invalid_line: m.flushes[Flush::Invalid as usize].get(),
+                    cached: m.flushes[Flush::Cached as usize].get(),
                 },
             },
             requests: Requests {
@@ -199,6 +212,11 @@ impl Report {
                 prompt: t.prompt,
                 completion: t.completion,
                 total: t.total,
+            }),
+            cache: metrics.cache.as_ref().map(|c| Cache {
+                hits: c.hits.get(),
+                misses: c.misses.get(),
+                written: c.written.get(),
             }),
             elapsed_s: elapsed.as_secs_f64(),
             records_per_s: metrics.read.get() as f64 / seconds,

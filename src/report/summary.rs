@@ -44,12 +44,16 @@ impl fmt::Display for Summary<'_> {
             )?;
         }
         if self.dry_run {
-            return write!(
+            write!(
                 f,
-                "dry run: {} read into {}; nothing sent",
+                "dry run: {} read into {}",
                 count(t.read.get(), "record", "records"),
                 count(t.batches.get(), "batch", "batches")
-            );
+            )?;
+            if let Some(cache) = &t.cache {
+                write!(f, ", {} from the cache", cache.hits.get())?;
+            }
+            return f.write_str("; nothing sent");
         }
         write!(
             f,
@@ -74,10 +78,14 @@ impl fmt::Display for Summary<'_> {
         if self.reader_gone {
             f.write_str(", the rest not written (the output was closed)")?;
         }
+        f.write_str("; ")?;
+        if let Some(cache) = &t.cache {
+            write!(f, "{} from the cache, ", cache.hits.get())?;
+        }
         let seconds = self.elapsed.as_secs_f64();
         write!(
             f,
-            "; {}, {}, {}, {:.0} records/s",
+            "{}, {}, {}, {:.0} records/s",
             count(t.batches.get(), "batch", "batches"),
             count(t.retries.get(), "retry", "retries"),
             Elapsed(self.elapsed),
@@ -138,6 +146,39 @@ mod tests {
             summary.to_string(),
             "1000 records read: 960 written, 32 failed, 8 unanswered (dead letters in failed.jsonl); \
              32 batches, 1 retry, 2.5s, 400 records/s"
+        );
+    }
+
+    #[test]
+    fn says_how_many_the_cache_answered() {
+        let metrics = Metrics {
+            cache: Some(Default::default()),
+            ..Metrics::default()
+        };
+        metrics.read.set(100);
+        metrics.written.set(100);
+        metrics.batches.set(1);
+        if let Some(cache) = &metrics.cache {
+            cache.hits.set(97);
+        }
+        let mut summary = Summary {
+            shard: None,
+            metrics: &metrics,
+            elapsed: Duration::from_millis(500),
+            errors: "on stderr",
+            reader_gone: false,
+            resumed_from: None,
+            dry_run: false,
+        };
+        assert_eq!(
+            summary.to_string(),
+            "100 records read: 100 written, 0 failed; 97 from the cache, 1 batch, 0 retries, \
+             0.5s, 200 records/s"
+        );
+        summary.dry_run = true;
+        assert_eq!(
+            summary.to_string(),
+            "dry run: 100 records read into 1 batch, 97 from the cache; nothing sent"
         );
     }
 

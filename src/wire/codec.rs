@@ -201,6 +201,17 @@ impl Codec {
         Ok(Input::Text(part))
     }
 
+    /// What is sent for `record`, as the bytes it puts in a body, in pieces; none when it
+    /// cannot be sent. The result cache (--cache) keys each record by it.
+    pub fn sent<'a>(&self, record: &'a RawValue) -> Option<[&'a [u8]; 3]> {
+        if let Way::Requests { .. } = self.way {
+            // Where it goes is part of it: the path has no space.
+            let request = requests::request(record).ok()?;
+            return Some([request.url.as_bytes(), b" ", request.body.get().as_bytes()]);
+        }
+        Some(self.input(record).ok()?.pieces())
+    }
+
     /// What is sent for each of a batch's records, or why a record cannot be sent; none on
     /// the plain path, where every record is sent as it is. With --api v2, a row of another
     /// length than the batch's first fails alone, so that the rows around it still make a
@@ -512,22 +523,25 @@ pub enum Input<'a> {
     UserMessage(&'a RawValue),
 }
 
-impl Input<'_> {
+/// What a user message is wrapped in.
+const USER_MESSAGE: [&[u8]; 2] = [br#"[{"role":"user","content":"#, b"}]"];
+
+impl<'a> Input<'a> {
     fn len(&self) -> usize {
+        self.pieces().iter().map(|piece| piece.len()).sum()
+    }
+
+    /// The bytes it puts in a body, in pieces.
+    fn pieces(&self) -> [&'a [u8]; 3] {
         match self {
-            Input::Text(text) => text.get().len(),
-            Input::UserMessage(text) => text.get().len() + 32,
+            Input::Text(text) => [text.get().as_bytes(), b"", b""],
+            Input::UserMessage(text) => [USER_MESSAGE[0], text.get().as_bytes(), USER_MESSAGE[1]],
         }
     }
 
     fn write(&self, body: &mut Vec<u8>) {
-        match self {
-            Input::Text(text) => body.extend_from_slice(text.get().as_bytes()),
-            Input::UserMessage(text) => {
-                body.extend_from_slice(br#"[{"role":"user","content":"#);
-                body.extend_from_slice(text.get().as_bytes());
-                body.extend_from_slice(b"}]");
-            }
+        for piece in self.pieces() {
+            body.extend_from_slice(piece);
         }
     }
 

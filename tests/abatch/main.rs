@@ -6,6 +6,7 @@ mod adaptive;
 mod aligned;
 mod batching;
 mod budgets;
+mod cache;
 mod compressed;
 mod concurrency;
 mod display;
