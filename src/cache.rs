@@ -55,8 +55,11 @@ const WAITING_BYTES: usize = 16 << 20;
 /// inserts visit the pages of a large cache in no order, and a page not held is read again.
 const PAGE_CACHE_KIB: u32 = 32 * 1024;
 
-const CREATE: &str = "CREATE TABLE results (key BLOB PRIMARY KEY, result TEXT NOT NULL) \
-                      WITHOUT ROWID";
+/// Results in a table that grows at its end (rows in the order they came), found through an
+/// index of their keys: a new result appends a row and adds a small index entry, where a
+/// table ordered by the random keys themselves would rewrite a random page of every result
+/// (1M fresh results: 5.8 s of CPU against 8.6 s).
+const CREATE: &str = "CREATE TABLE results (key BLOB NOT NULL UNIQUE, result TEXT NOT NULL)";
 const FIND: &str = "SELECT result FROM results WHERE key = ?1";
 const STORE: &str = "INSERT OR REPLACE INTO results (key, result) VALUES (?1, ?2)";
 

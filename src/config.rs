@@ -360,6 +360,16 @@ mod tests {
             fingerprint_of(&["--template", r#"{"input":$batch}"#])
         );
         assert_ne!(fingerprint_of(&[]), fingerprint_of(&["--single"]));
+        // Replicas: every URL counts, in whatever order they were given.
+        let replicas = fingerprint_of(&["-u", "http://127.0.0.1:10/v1/embeddings"]);
+        assert_ne!(replicas, fingerprint_of(&[]));
+        let both = "http://127.0.0.1:10/v1/embeddings,http://127.0.0.1:9/v1/embeddings";
+        let mut line = vec!["abatch", "-u", both];
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache.db");
+        line.extend(["--cache", cache.to_str().unwrap()]);
+        let config = Config::new(Cli::try_parse_from(line).unwrap()).unwrap();
+        assert_eq!(config.cache.unwrap().fingerprint, replicas);
         // --set fields go into the body in the order given.
         assert_ne!(
             fingerprint_of(&[&base[..], &["--set", "a=1", "--set", "b=2"]].concat()),

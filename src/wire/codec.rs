@@ -1005,6 +1005,25 @@ mod tests {
             .collect()
     }
 
+    /// An OpenAI batch request is keyed by where it goes as well as by its body.
+    #[test]
+    fn a_request_line_is_sent_as_its_path_and_body() {
+        let codec = codec(&["--api", "openai-batch"]);
+        let line = |url: &str| {
+            let text = format!(
+                r#"{{"custom_id":"a","method":"POST","url":"{url}","body":{{"input":"x"}}}}"#
+            );
+            RawValue::from_string(text).unwrap()
+        };
+        let (chat, embed) = (line("/v1/chat/completions"), line("/v1/embeddings"));
+        let sent = |record| codec.sent(record).map(|pieces| pieces.concat());
+        assert_eq!(
+            sent(&chat).unwrap(),
+            br#"/v1/chat/completions {"input":"x"}"#.to_vec()
+        );
+        assert_ne!(sent(&chat), sent(&embed));
+    }
+
     #[test]
     fn body_passes_records_through_untouched() {
         let b = batch(&[
@@ -1024,6 +1043,7 @@ mod tests {
         let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(args).unwrap();
         crate::config::Config::new(cli).unwrap().codec
     }
+
     #[test]
     fn every_pointer_is_checked_whatever_the_way_and_input_first() {
         let refused = |flags: &[&str]| {
