@@ -40,13 +40,18 @@ pub fn abatch_to(server: &MockServer) -> Command {
 
 /// abatch pointed at `server`, as a child process the test talks to while it runs.
 pub fn spawn_to(server: &MockServer, args: &[&str]) -> Child {
+    spawn_at(&server.url(), args)
+}
+
+/// abatch pointed at `url`, as a child process the test talks to while it runs.
+pub fn spawn_at(url: &str, args: &[&str]) -> Child {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_abatch"));
     for var in PROXY_VARS {
         cmd.env_remove(var);
     }
     cmd.env_remove("ABATCH_URL")
         .arg("--url")
-        .arg(server.url())
+        .arg(url)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -67,6 +72,14 @@ pub fn quick_server() -> MockServer {
 pub fn records(ids: impl IntoIterator<Item = usize>) -> String {
     ids.into_iter()
         .map(|id| format!("{{\"id\":{id}}}\n"))
+        .collect()
+}
+
+/// Each line of `text`, parsed.
+pub fn json_lines(text: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(text)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .collect()
 }
 

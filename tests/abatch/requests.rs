@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -30,14 +30,6 @@ fn request_line(custom_id: &str, url: &str, body: &str) -> String {
 fn chat_lines(ids: impl IntoIterator<Item = usize>) -> String {
     ids.into_iter()
         .map(|n| request_line(&format!("r{n}"), CHAT, &chat_body(n)) + "\n")
-        .collect()
-}
-
-/// Each line of `text`, parsed.
-fn values(text: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(text)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .collect()
 }
 
@@ -82,27 +74,10 @@ fn batch_run(server: &MockServer) -> assert_cmd::Command {
 
 /// abatch with --api openai-batch at `server`'s root, as a child process, reading no stdin.
 fn spawn_batch_run(server: &MockServer, args: &[&str]) -> Child {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_abatch"));
-    for var in [
-        "ABATCH_URL",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-    ] {
-        cmd.env_remove(var);
-    }
-    cmd.arg("--url")
-        .arg(format!("http://{}", server.addr()))
-        .args(["--api", "openai-batch"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("abatch starts")
+    let base = format!("http://{}", server.addr());
+    let mut child = spawn_at(&base, &[&["--api", "openai-batch"], args].concat());
+    drop(child.stdin.take());
+    child
 }
 
 /// The complete lines of `path` (a line cut short at its end left out).
@@ -170,7 +145,7 @@ fn each_line_is_posted_alone_as_its_body_to_its_own_path_and_answered_in_the_bat
         assert!(seen.insert(custom_id.clone()), "{custom_id} sent twice");
     }
 
-    let lines = values(&out.get_output().stdout);
+    let lines = json_lines(&out.get_output().stdout);
     assert_eq!(custom_ids(&lines), names(0..30), "every custom_id once");
     let ids: HashSet<&str> = lines.iter().map(|l| l["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 30, "ids are distinct");
@@ -218,7 +193,7 @@ fn the_request_id_is_the_x_request_id_header_else_the_answers_id() {
     let plain = quick_server();
     let input = with_header("h", "req-7") + &chat_lines([1]);
     let out = batch_run(&plain).write_stdin(input).assert().success();
-    let lines = values(&out.get_output().stdout);
+    let lines = json_lines(&out.get_output().stdout);
     assert_eq!(line_for(&lines, "h")["response"]["request_id"], "req-7");
     assert_eq!(
         line_for(&lines, "r1")["response"]["request_id"],
@@ -237,7 +212,7 @@ fn the_request_id_is_the_x_request_id_header_else_the_answers_id() {
     });
     let input = with_header("h", "req-9") + &chat_lines([1]);
     let out = batch_run(&with_id).write_stdin(input).assert().success();
-    let lines = values(&out.get_output().stdout);
+    let lines = json_lines(&out.get_output().stdout);
     let plain = &line_for(&lines, "r1")["response"];
     assert_eq!(plain["request_id"], "chatcmpl-42", "{plain}");
     assert_eq!(plain["body"], json!({"id": "chatcmpl-42", "choices": []}));
@@ -267,7 +242,7 @@ fn a_refused_request_is_written_with_its_status_and_kept_as_a_dead_letter_to_sen
         .code(3);
     assert_eq!(refusing.requests().len(), 5, "each line sent once");
 
-    let lines = values(&out.get_output().stdout);
+    let lines = json_lines(&out.get_output().stdout);
     assert_eq!(custom_ids(&lines), names(0..5));
     for line in &lines {
         assert!(
@@ -306,7 +281,7 @@ fn a_refused_request_is_written_with_its_status_and_kept_as_a_dead_letter_to_sen
         .map(|letter| letter["record"].to_string() + "\n")
         .collect();
     let out = batch_run(&healthy).write_stdin(again).assert().success();
-    let lines = values(&out.get_output().stdout);
+    let lines = json_lines(&out.get_output().stdout);
     assert_eq!(custom_ids(&lines), names(0..5), "all answered this time");
     assert!(
         lines.iter().all(|l| l["response"]["status_code"] == 200),
@@ -329,7 +304,7 @@ fn an_unanswered_request_is_written_with_an_error_code() {
         .write_stdin(chat_lines(0..3))
         .assert()
         .code(3);
-    let lines = values(&out.get_output().stdout);
+    let lines = json_lines(&out.get_output().stdout);
     assert_eq!(custom_ids(&lines), names(0..3));
     for line in &lines {
         assert_eq!(line["response"], Value::Null, "{line}");
@@ -390,7 +365,7 @@ fn a_line_that_is_not_a_request_fails_alone() {
         .assert()
         .code(3);
 
-    let lines = values(&out.get_output().stdout);
+    let lines = json_lines(&out.get_output().stdout);
     assert_eq!(custom_ids(&lines), names(0..8), "the requests are answered");
     let stderr = Stderr::of(&out.get_output().stderr);
     assert_eq!(stderr.dead.len(), 4, "{stderr:#?}");
@@ -452,7 +427,7 @@ fn a_custom_id_used_twice_stops_the_run_naming_both_lines() {
             .all(|r| !String::from_utf8_lossy(&r.body).contains("hi 99")),
         "the repeated custom_id was sent"
     );
-    let lines = values(&out.get_output().stdout);
+    let lines = json_lines(&out.get_output().stdout);
     let written = custom_ids(&lines);
     let unique: HashSet<&String> = written.iter().collect();
     assert_eq!(unique.len(), written.len(), "{written:?}");
@@ -502,7 +477,7 @@ fn a_dry_run_shows_each_request_at_its_full_url() {
             .write_stdin(input.clone())
             .assert()
             .success();
-        let shown = values(&out.get_output().stdout);
+        let shown = json_lines(&out.get_output().stdout);
         let requests: Vec<Value> = input
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
@@ -559,7 +534,7 @@ fn an_unordered_run_killed_outright_resumes_by_custom_id() {
     let status = exit_of(&mut child);
     assert_eq!(status.code(), None, "killed by a signal: {status:?}");
     let first = complete_lines(&out);
-    let first_ids = custom_ids(&values(first.as_bytes()));
+    let first_ids = custom_ids(&json_lines(first.as_bytes()));
     let first_set: HashSet<&String> = first_ids.iter().collect();
     assert_eq!(first_set.len(), first_ids.len(), "{first_ids:?}");
     assert!(
@@ -581,7 +556,7 @@ fn an_unordered_run_killed_outright_resumes_by_custom_id() {
         "the first run's lines are kept as they were"
     );
     assert_eq!(
-        custom_ids(&values(after.as_bytes())),
+        custom_ids(&json_lines(after.as_bytes())),
         names(0..300),
         "each request's line once"
     );

@@ -10,14 +10,6 @@ use serde_json::{Value, json};
 
 use crate::common::*;
 
-/// Each line of `text`, parsed.
-fn values(text: &[u8]) -> Vec<Value> {
-    String::from_utf8_lossy(text)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
-        .collect()
-}
-
 /// The lines of `text`, sorted.
 fn sorted_lines(text: &[u8]) -> Vec<String> {
     let mut lines: Vec<String> = String::from_utf8_lossy(text)
@@ -143,7 +135,7 @@ fn standard_input_is_tagged_as_stdin() {
         .write_stdin("\n\"x\"\n[0]\n")
         .assert()
         .success();
-    let lines = values(&out.get_output().stdout);
+    let lines = json_lines(&out.get_output().stdout);
     assert_eq!(
         lines,
         [
@@ -277,7 +269,7 @@ fn an_unordered_run_killed_outright_resumes_from_its_tags() {
     let status = exit_of(&mut child);
     assert_eq!(status.code(), None, "killed by a signal: {status:?}");
     let first = complete_lines(&out);
-    let first_lines = values(first.as_bytes());
+    let first_lines = json_lines(first.as_bytes());
     let done: BTreeSet<(String, u64)> = first_lines.iter().map(tag_of).collect();
     assert_eq!(done.len(), first_lines.len(), "no tag twice: {first}");
     assert!(
@@ -299,7 +291,7 @@ fn an_unordered_run_killed_outright_resumes_from_its_tags() {
         after.starts_with(&first),
         "the first run's lines are kept as they were"
     );
-    let lines = values(after.as_bytes());
+    let lines = json_lines(after.as_bytes());
     let tagged: BTreeSet<(String, u64)> = lines.iter().map(tag_of).collect();
     assert_eq!(lines.len(), 300, "one line per record");
     assert_eq!(tagged, all, "each record's tag once");
@@ -447,7 +439,7 @@ fn resume_with_tag_cuts_a_partial_last_line_and_sends_its_record_again() {
     let after = std::fs::read_to_string(&out).unwrap();
     assert!(after.starts_with(&complete), "{after}");
     assert!(after.ends_with('\n'), "{after}");
-    let lines = values(after.as_bytes());
+    let lines = json_lines(after.as_bytes());
     let tags: BTreeSet<(String, u64)> = lines.iter().map(tag_of).collect();
     assert_eq!(lines.len(), 10, "{after}");
     assert_eq!(tags, (1..=10).map(|line| (name.clone(), line)).collect());
