@@ -342,67 +342,46 @@ fn resume_of_untagged_unordered_output_is_refused_pointing_to_tag() {
     );
 }
 
-/// --resume --tag over an output with an untagged line stops (exit 1) naming that line of the
-/// output; nothing is sent and the output is untouched.
+/// --resume --tag over an output that cannot be matched to the input stops (exit 1) naming
+/// what is wrong: an untagged line (by its line number in the output), or tags that name a
+/// file this run does not read. Nothing is sent and the output is untouched.
 #[test]
-fn resume_with_tag_refuses_an_untagged_line_naming_it() {
-    let server = quick_server();
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.jsonl");
-    std::fs::write(&input, records(0..3)).unwrap();
-    let out = dir.path().join("out.jsonl");
-    let written = format!(
-        "{}\n{{\"echo\":{{\"id\":1}}}}\n",
-        json!({"file": input.to_string_lossy(), "line": 1, "result": {"echo": {"id": 0}}})
-    );
-    std::fs::write(&out, &written).unwrap();
-    let result = abatch_to(&server)
-        .args(["--tag", "--resume", "-o"])
-        .arg(&out)
-        .arg(&input)
-        .assert()
-        .code(1);
-    let stderr = String::from_utf8_lossy(&result.get_output().stderr).into_owned();
-    let said = format!(
-        "--resume: line 2 of {} has no \"file\" and \"line\" tag",
-        out.display()
-    );
-    assert!(stderr.contains(&said), "{stderr}");
-    assert!(server.requests().is_empty());
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), written);
-}
-
-/// --resume --tag over an output whose tags name a file this run does not read stops (exit 1)
-/// naming that file; nothing is sent and the output is untouched.
-#[test]
-fn resume_with_tag_refuses_an_output_of_another_input_naming_it() {
-    let server = quick_server();
+fn resume_with_tag_refuses_an_output_it_cannot_match() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
     std::fs::write(&input, records(0..3)).unwrap();
     let other = dir.path().join("other.jsonl");
     let out = dir.path().join("out.jsonl");
-    let written = format!(
-        "{}\n",
-        json!({"file": other.to_string_lossy(), "line": 1, "result": {"echo": {"id": 0}}})
-    );
-    std::fs::write(&out, &written).unwrap();
-    let result = abatch_to(&server)
-        .args(["--tag", "--resume", "-o"])
-        .arg(&out)
-        .arg(&input)
-        .assert()
-        .code(1);
-    let stderr = String::from_utf8_lossy(&result.get_output().stderr).into_owned();
-    assert!(
-        stderr.contains(&format!(
-            "holds results for {}, which this run does not read",
-            other.display()
-        )),
-        "{stderr}"
-    );
-    assert!(server.requests().is_empty());
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), written);
+    let tagged = |file: &Path| json!({"file": file.to_string_lossy(), "line": 1, "result": {"echo": {"id": 0}}});
+    for (written, said) in [
+        (
+            format!("{}\n{{\"echo\":{{\"id\":1}}}}\n", tagged(&input)),
+            format!(
+                "--resume: line 2 of {} has no \"file\" and \"line\" tag",
+                out.display()
+            ),
+        ),
+        (
+            format!("{}\n", tagged(&other)),
+            format!(
+                "holds results for {}, which this run does not read",
+                other.display()
+            ),
+        ),
+    ] {
+        std::fs::write(&out, &written).unwrap();
+        let server = quick_server();
+        let result = abatch_to(&server)
+            .args(["--tag", "--resume", "-o"])
+            .arg(&out)
+            .arg(&input)
+            .assert()
+            .code(1);
+        let stderr = String::from_utf8_lossy(&result.get_output().stderr).into_owned();
+        assert!(stderr.contains(&said), "{stderr}");
+        assert!(server.requests().is_empty(), "nothing sent");
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), written);
+    }
 }
 
 /// --resume --tag cuts a line left half-written at the output's end: the complete lines stay
