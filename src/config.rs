@@ -147,13 +147,18 @@ impl Config {
                 },
                 bytes: cli.max_batch_bytes,
                 timeout: cli.batch_timeout,
-                ordered: cli.ordered,
+                ordered,
             },
             input: input::Settings {
                 paths: cli.inputs,
                 max_line: cli.max_line_bytes.get(),
                 shard,
                 keep_blank: cli.aligned,
+                unique: codec.requests().then_some(input::UniqueBy {
+                    name: "custom_id",
+                    rule: "each request of an OpenAI batch file needs its own custom_id",
+                    of: wire::custom_id,
+                }),
             },
             concurrency: cli.concurrency,
             http: http::Settings {

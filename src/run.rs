@@ -18,12 +18,12 @@ use crate::http::Client;
 use crate::input::{self, Record};
 use crate::order;
 use crate::output::route::{Routed, Router};
-use crate::output::{self, Done, Finished, GiveUp, Output, Reader};
+use crate::output::{self, Done, Finished, GiveUp, Output, Reader, resume};
 use crate::report::hadoop::Counters;
 use crate::report::progress::{self, Progress};
 use crate::report::{self, Ending, Metrics, conclude, say};
 use crate::stop::{Signals, Stop};
-use crate::wire::{Codec, Seen};
+use crate::wire::Codec;
 
 /// Finished batches that may wait behind a slow one, per batch outstanding, with --ordered.
 const WAITING_PER_SLOT: usize = 4;
@@ -70,7 +70,16 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
     let cache = cache
         .map(|cache| Cache::open(&cache, &codec, &metrics))
         .transpose()?;
-    let (output, resumed) = Output::open(&files)?;
+    let inputs: Vec<resume::Input> = sources
+        .list
+        .iter()
+        .map(|s| resume::Input {
+            name: s.name(),
+            size: s.size(),
+        })
+        .collect();
+    let (output, resumed) = Output::open(&files, &inputs)?;
+    drop(inputs);
 
     let stop = Stop::default();
     let limit = Replicas::new(client.replicas(), concurrency, Instant::now());
@@ -89,20 +98,8 @@ async fn pipe(config: Config) -> anyhow::Result<Exit> {
     let progress = progress::wanted(display.progress, display.no_progress, display.quiet)
         .then(|| Progress::start(sources.size()));
 
-    let names: Vec<&str> = sources.list.iter().map(|s| &**s.name()).collect();
-    if let Some(file) = resumed.foreign(&names) {
-        return Err(anyhow!(
-            "--resume: {} holds results for {file}, which this run does not read; is it the \
-             output of another input?",
-            files
-                .output
-                .as_deref()
-                .unwrap_or(std::path::Path::new("-o"))
-                .display()
-        ));
-    }
     let reading = input::records(sources, &input, stop.stopping().clone());
-    let records = skipping(unique_ids(reading, &codec), &resumed, &codec, &metrics);
+    let records = skipping(reading, &resumed, &codec, &metrics);
     let records = recalled(records, cache.as_ref());
     let exchanges = batch::batches(records, limits).map(|batch| {
         let exchanger = &exchanger;
@@ -331,29 +328,6 @@ impl Watch<'_> {
             progress.hide();
         }
     }
-}
-
-/// The records of `reading`, until one has the id of an earlier one (--api openai-batch's
-/// custom_id): an input error that names both lines.
-fn unique_ids<'a>(
-    reading: impl Stream<Item = anyhow::Result<Record>> + 'a,
-    codec: &'a Codec,
-) -> impl Stream<Item = anyhow::Result<Record>> + 'a {
-    let mut seen = codec.requests().then(Seen::default);
-    reading.scan(false, move |ended, record| {
-        if *ended {
-            return futures::future::ready(None);
-        }
-        let checked = match (&mut seen, record) {
-            (Some(seen), Ok(record)) => match codec.id(&record.json) {
-                Some(id) => seen.first(id, &record.at).map(|()| record),
-                None => Ok(record),
-            },
-            (_, record) => record,
-        };
-        *ended = checked.is_err();
-        futures::future::ready(Some(checked))
-    })
 }
 
 /// The records of `reading`, less those `done` already (their results are in the output,

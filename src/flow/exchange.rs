@@ -187,6 +187,15 @@ impl<'a> Exchanger<'a> {
     /// Sends `batch` (unless the run is stopping) and returns what became of each record.
     pub async fn outcome(&self, batch: Batch) -> Outcome {
         let mut records = batch.records;
+        // Blank lines are not records: never sent, nor left unsent.
+        if records.iter().all(|record| record.blank) {
+            return Outcome {
+                parts: vec![Part::Blank {
+                    records: records.len(),
+                }],
+                records,
+            };
+        }
         if let Some(why) = self.stop.no_new_attempts() {
             // Read, but never to be sent: an invalid line read ahead too.
             return Outcome {
@@ -194,14 +203,6 @@ impl<'a> Exchanger<'a> {
                     records: records.len(),
                     why,
                     attempts: 0,
-                }],
-                records,
-            };
-        }
-        if records.iter().all(|record| record.blank) {
-            return Outcome {
-                parts: vec![Part::Blank {
-                    records: records.len(),
                 }],
                 records,
             };
@@ -405,6 +406,8 @@ impl<'a> Exchanger<'a> {
                 measures.attempt_given_up(took);
                 let in_flight = measures.requests_in_flight() as usize;
                 self.replicas.attempt_ended(replica, started.into_std(), took, records, Ended::Overloaded, in_flight);
+                // No answer in all that time: the replica is unwell.
+                self.replica_went(replica, started, took, Some(true));
                 return Err(Cut::Deadline);
             }
             sent = self.client.send(replica, body.clone(), key.as_deref(), path) => sent,
@@ -439,11 +442,7 @@ impl<'a> Exchanger<'a> {
             Err(failure) => failure.status_or_kind(),
         };
         measures.attempt_finished(took, status);
-        let out = self.replicas.went(replica, unwell(&sent), Instant::now());
-        if self.replicas.len() > 1 {
-            let out_until = self.replicas.out_until(replica).map(Instant::into_std);
-            measures.replica(replica, took, sent.is_err(), out_until);
-        }
+        let out = self.replica_went(replica, started, took, sent.as_ref().err().map(unwell));
         // Requests on their way, this one included (not slots, which attempts also hold
         // while they wait for the cooldown, the rate or the token budget).
         let in_flight = measures.requests_in_flight() as usize;
@@ -473,6 +472,26 @@ impl<'a> Exchanger<'a> {
             replica,
             out,
         })
+    }
+
+    /// Tells the replicas, and the replica's counts, how an attempt that `started` on `replica`
+    /// and took `took` went: answered, or failed (unwell or not). Returns for how long it
+    /// left the replica out, if it did.
+    fn replica_went(
+        &self,
+        replica: usize,
+        started: Instant,
+        took: Duration,
+        failed: Option<bool>,
+    ) -> Option<Duration> {
+        let unwell = failed == Some(true);
+        let out = self.replicas.went(replica, unwell, started, Instant::now());
+        if self.replicas.len() > 1 {
+            let out_until = self.replicas.out_until(replica).map(Instant::into_std);
+            let measures = &self.metrics.measures;
+            measures.replica(replica, took, failed.is_some(), out_until);
+        }
+        out
     }
 
     /// The Idempotency-Key of `request`, when they are asked for.
@@ -544,11 +563,12 @@ impl<'a> Exchanger<'a> {
                 Err(failure) => failure,
             };
             let mut retry = self.policy.retry(&failure, attempt, fastrand::f64());
-            // A replica left out: the retry goes at once to another one that is up.
-            if let (Some(_), Ok(wait)) = (out, &mut retry) {
-                if self.replicas.another_is_up(replica, Instant::now()) {
-                    *wait = Duration::ZERO;
-                }
+            // A replica left out: the retry goes at once to another one that is up, whatever
+            // the failure (a certificate one replica has wrong is no reason to give up), as
+            // long as retries are left; and the others need not pause for it.
+            let elsewhere = out.is_some() && self.replicas.another_is_up(replica, Instant::now());
+            if elsewhere && attempt <= self.policy.retries {
+                retry = Ok(Duration::ZERO);
             }
             tracing::info!(
                 "batch {number} ({}), {} records, attempt {attempt}{on}: {failure} after {ms:.1} ms{}{}",
@@ -567,7 +587,7 @@ impl<'a> Exchanger<'a> {
                     Err(_) => String::new(),
                 }
             );
-            if let Some(wait) = self.cooldown_after(&failure) {
+            if let Some(wait) = self.cooldown_after(&failure).filter(|_| !elsewhere) {
                 self.pause(wait, &format!("batch {number} got {failure}"));
             }
             let wait = match retry {
@@ -658,12 +678,14 @@ struct Attempted {
 }
 
 /// Whether a failure says the replica itself is unwell: it refused the connection, timed out,
-/// broke off, or answered 5xx.
-fn unwell(sent: &Result<Answer, Failure>) -> bool {
-    match sent {
-        Err(Failure::Connect { .. } | Failure::Timeout(_) | Failure::Transport(_)) => true,
-        Err(Failure::Certificate { .. }) => true,
-        Err(Failure::Status { status, .. }) => status.is_server_error(),
+/// broke off, refused TLS, or answered 5xx.
+fn unwell(failure: &Failure) -> bool {
+    match failure {
+        Failure::Connect { .. }
+        | Failure::Timeout(_)
+        | Failure::Transport(_)
+        | Failure::Certificate { .. } => true,
+        Failure::Status { status, .. } => status.is_server_error(),
         _ => false,
     }
 }

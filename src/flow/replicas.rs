@@ -35,7 +35,10 @@ struct Replica {
     limit: Limit,
     /// Until when it is out of rotation.
     out_until: Cell<Option<Instant>>,
-    /// Attempts that failed in a row.
+    /// When it was last left out: attempts that started before do not count for or against
+    /// it.
+    left_at: Cell<Option<Instant>>,
+    /// Times it was left out in a row.
     failing: Cell<u32>,
 }
 
@@ -61,6 +64,7 @@ impl Replicas {
             .map(|_| Replica {
                 limit: Limit::of(concurrency, now),
                 out_until: Cell::new(None),
+                left_at: Cell::new(None),
                 failing: Cell::new(0),
             })
             .collect();
@@ -105,7 +109,7 @@ impl Replicas {
                     return self.taken(replica, slot);
                 }
             }
-            match self.first_back(now) {
+            match self.next_back(now) {
                 Some(back) => {
                     tokio::select! {
                         () = changed => {}
@@ -142,12 +146,13 @@ impl Replicas {
             .is_none_or(|until| until <= now)
     }
 
-    /// When the first replica that is out comes back, if every one is out.
-    fn first_back(&self, now: Instant) -> Option<Instant> {
-        if (0..self.list.len()).any(|i| self.is_up(i, now)) {
-            return None;
-        }
-        self.list.iter().filter_map(|r| r.out_until.get()).min()
+    /// When the next replica that is out comes back, if one is out.
+    fn next_back(&self, now: Instant) -> Option<Instant> {
+        self.list
+            .iter()
+            .filter_map(|r| r.out_until.get())
+            .filter(|&until| until > now)
+            .min()
     }
 
     /// How many replicas are up at `now`.
@@ -161,19 +166,32 @@ impl Replicas {
         (0..self.list.len()).any(|i| i != replica && self.is_up(i, now))
     }
 
-    /// Told how an attempt on `replica` went: a failure that says the replica itself is
-    /// unwell leaves it out (longer each time in a row), and returns for how long; anything
-    /// else puts it back. With one replica, nothing is left out.
-    pub fn went(&self, replica: usize, unwell: bool, now: Instant) -> Option<Duration> {
+    /// Told how an attempt on `replica` that `started` went: a failure that says the replica
+    /// itself is unwell leaves it out (longer each time in a row), and returns for how long;
+    /// anything else puts it back. An attempt that started before the replica was last left
+    /// out tells nothing new (the others in flight then failed with it, or were answered
+    /// before it failed), and one that fails while it is out does not make it longer. With
+    /// one replica, nothing is left out.
+    pub fn went(
+        &self,
+        replica: usize,
+        unwell: bool,
+        started: Instant,
+        now: Instant,
+    ) -> Option<Duration> {
         let this = self.list.get(replica)?;
+        if self.list.len() == 1 || this.left_at.get().is_some_and(|left| started < left) {
+            return None;
+        }
         if !unwell {
             this.failing.set(0);
             this.out_until.set(None);
             return None;
         }
-        if self.list.len() == 1 {
+        if this.out_until.get().is_some_and(|until| until > now) {
             return None;
         }
+        this.left_at.set(Some(now));
         let failing = this.failing.get().saturating_add(1);
         this.failing.set(failing);
         let out = FIRST_OUT
@@ -242,36 +260,63 @@ mod tests {
         assert!(waiting.is_err());
     }
 
+    /// An attempt that starts now and fails at once.
+    fn fails(pool: &Replicas, replica: usize) -> Option<Duration> {
+        let now = Instant::now();
+        pool.went(replica, true, now, now)
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_failing_replica_is_left_out_longer_each_time() {
         let pool = replicas(2, 4);
-        let now = Instant::now();
-        assert_eq!(pool.went(0, true, now), Some(Duration::from_secs(1)));
-        assert_eq!(pool.up(now), 1);
+        let before = Instant::now();
+        tokio::time::advance(Duration::from_millis(5)).await;
+        assert_eq!(fails(&pool, 0), Some(FIRST_OUT));
+        assert_eq!(pool.up(Instant::now()), 1);
         for _ in 0..4 {
             let taken = pool.acquire().await;
             assert_eq!(taken.replica, 1);
         }
-        assert_eq!(pool.went(0, true, now), Some(Duration::from_secs(2)));
-        assert_eq!(pool.went(0, true, now), Some(Duration::from_secs(4)));
-        for _ in 0..10 {
-            pool.went(0, true, now);
+        // The other attempts in flight when it failed tell nothing new, failed or answered.
+        assert_eq!(pool.went(0, true, before, Instant::now()), None);
+        assert_eq!(pool.went(0, false, before, Instant::now()), None);
+        assert_eq!(pool.up(Instant::now()), 1);
+        // Nor does a failure while it is out.
+        assert_eq!(fails(&pool, 0), None);
+        // Back after its time; failing again, out for twice as long, then four times...
+        let mut out = FIRST_OUT;
+        for _ in 0..8 {
+            tokio::time::advance(out).await;
+            assert_eq!(pool.up(Instant::now()), 2);
+            out = fails(&pool, 0).unwrap();
         }
-        assert_eq!(pool.out_until(0), Some(now + LONGEST_OUT));
-        // Back after its time; one answer resets it.
-        tokio::time::advance(LONGEST_OUT).await;
-        assert_eq!(pool.up(Instant::now()), 2);
-        assert_eq!(pool.went(0, false, Instant::now()), None);
-        assert_eq!(pool.went(0, true, Instant::now()), Some(FIRST_OUT));
+        assert_eq!(out, LONGEST_OUT);
+        // ... until an answer puts it back for good.
+        tokio::time::advance(out).await;
+        let now = Instant::now();
+        assert_eq!(pool.went(0, false, now, now), None);
+        assert_eq!(fails(&pool, 0), Some(FIRST_OUT));
     }
 
     #[tokio::test(start_paused = true)]
     async fn when_every_replica_is_out_attempts_wait_for_the_first_back() {
         let pool = replicas(2, 1);
         let start = Instant::now();
-        pool.went(0, true, start);
-        pool.went(1, true, start);
-        pool.went(1, true, start);
+        fails(&pool, 0);
+        fails(&pool, 1);
+        let taken = pool.acquire().await;
+        assert_eq!(Instant::now() - start, FIRST_OUT);
+        drop(taken);
+    }
+
+    /// A replica back from its time out takes attempts at once, though another is busy.
+    #[tokio::test(start_paused = true)]
+    async fn a_replica_back_is_used_at_once() {
+        let pool = replicas(2, 1);
+        let start = Instant::now();
+        fails(&pool, 0);
+        let busy = pool.acquire().await;
+        assert_eq!(busy.replica, 1);
         let taken = pool.acquire().await;
         assert_eq!(taken.replica, 0);
         assert_eq!(Instant::now() - start, FIRST_OUT);
@@ -280,7 +325,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn one_replica_is_never_left_out() {
         let pool = replicas(1, 1);
-        assert_eq!(pool.went(0, true, Instant::now()), None);
+        assert_eq!(fails(&pool, 0), None);
         assert_eq!(pool.up(Instant::now()), 1);
         let _taken = pool.acquire().await;
     }

@@ -172,14 +172,19 @@ pub fn read_one(
             continue;
         }
         let record = match parse(content, first_value) {
-            Ok(json) => Record {
-                json,
-                at,
-                invalid: None,
-                bytes: bytes.record(),
-                blank: false,
-                cache: None,
-            },
+            Ok(json) => {
+                let record = Record {
+                    json,
+                    at,
+                    invalid: None,
+                    bytes: bytes.record(),
+                    blank: false,
+                    cache: None,
+                };
+                // A repeated id stops reading here, as an unreadable line does.
+                pending.check(&record)?;
+                record
+            }
             Err(problem) => invalid(content, at, problem, bytes.record()),
         };
         first_value = false;

@@ -11,7 +11,10 @@
 //! an invalid record). "Read" means every byte abatch took, and every one of them ends as a
 //! result or a dead letter.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
+use std::hash::Hasher;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -87,6 +90,58 @@ pub struct Settings {
     pub shard: Option<Shard>,
     /// Blank lines become records too (--aligned), to be answered with null.
     pub keep_blank: bool,
+    /// Records that must each have their own id (an OpenAI batch file's custom_id): its
+    /// name, and where a record has it. A repeated id is an input error naming both lines.
+    pub unique: Option<UniqueBy>,
+}
+
+/// An id each record must have alone: its name and the rule, for messages, and how to find it.
+#[derive(Clone, Copy)]
+pub struct UniqueBy {
+    pub name: &'static str,
+    pub rule: &'static str,
+    pub of: fn(&RawValue) -> Option<&str>,
+}
+
+/// The ids met so far, as 64-bit hashes, and where each was: its input (by number) and line.
+struct Unique {
+    by: UniqueBy,
+    seen: HashMap<u64, (u32, u64)>,
+    sources: Vec<Arc<str>>,
+}
+
+impl Unique {
+    /// Notes `record`'s id; an input error naming both lines if an earlier record had it.
+    fn check(&mut self, record: &Record) -> anyhow::Result<()> {
+        let Some(id) = (self.by.of)(&record.json) else {
+            return Ok(());
+        };
+        let at = &record.at;
+        if self.sources.last() != Some(&at.source) {
+            self.sources.push(at.source.clone());
+        }
+        let source = (self.sources.len() - 1) as u32;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        hasher.write(id.as_bytes());
+        match self.seen.entry(hasher.finish()) {
+            Entry::Vacant(entry) => {
+                entry.insert((source, at.line));
+                Ok(())
+            }
+            Entry::Occupied(first) => {
+                let (source, line) = *first.get();
+                let first = Location {
+                    source: self.sources[source as usize].clone(),
+                    line,
+                };
+                Err(anyhow!(
+                    "{at}: {} {id:?} is already used at {first}; {}",
+                    self.by.name,
+                    self.by.rule
+                ))
+            }
+        }
+    }
 }
 
 type Chunk = Vec<anyhow::Result<Record>>;
@@ -107,10 +162,15 @@ pub fn records(
     stop: CancellationToken,
 ) -> impl Stream<Item = anyhow::Result<Record>> {
     let (max_line, keep_blank) = (settings.max_line, settings.keep_blank);
+    let unique = settings.unique.map(|by| Unique {
+        by,
+        seen: HashMap::new(),
+        sources: Vec::new(),
+    });
     let (tx, rx) = mpsc::channel::<Chunk>(CHUNKS_QUEUED);
     let spawned = std::thread::Builder::new()
         .name("abatch-input".into())
-        .spawn(move || read_all(sources, max_line, keep_blank, &stop, &tx));
+        .spawn(move || read_all(sources, max_line, keep_blank, unique, &stop, &tx));
     let failed_to_start = spawned
         .err()
         .map(|e| vec![Err(anyhow!("cannot start the input reader: {e}"))]);
@@ -127,11 +187,13 @@ fn read_all(
     sources: Sources,
     max_line: usize,
     keep_blank: bool,
+    unique: Option<Unique>,
     stop: &CancellationToken,
     tx: &mpsc::Sender<Chunk>,
 ) {
     let mut send = |chunk| tx.blocking_send(chunk).is_ok();
     let mut pending = Pending::new(&mut send);
+    pending.unique = unique;
     for source in sources.list {
         match lines::read_one(source, max_line, keep_blank, stop, &mut pending) {
             Ok(Ended::Input) => {}
@@ -151,6 +213,8 @@ pub struct Pending<'a> {
     chunk: Chunk,
     bytes: usize,
     send: &'a mut dyn FnMut(Chunk) -> bool,
+    /// Ids the records must not repeat, if any.
+    unique: Option<Unique>,
 }
 
 impl<'a> Pending<'a> {
@@ -159,6 +223,15 @@ impl<'a> Pending<'a> {
             chunk: Chunk::new(),
             bytes: 0,
             send,
+            unique: None,
+        }
+    }
+
+    /// Whether `record` may be pushed: an input error if it repeats an earlier one's id.
+    pub fn check(&mut self, record: &Record) -> anyhow::Result<()> {
+        match &mut self.unique {
+            Some(unique) => unique.check(record),
+            None => Ok(()),
         }
     }
 

@@ -117,6 +117,11 @@ impl Source {
         &self.name
     }
 
+    /// Its whole size, when it is a regular file.
+    pub fn size(&self) -> Option<u64> {
+        self.size
+    }
+
     /// This source, read until `stop` is cancelled.
     pub fn stoppable(self, stop: &CancellationToken) -> Stoppable<'_> {
         Stoppable { source: self, stop }

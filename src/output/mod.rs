@@ -234,12 +234,12 @@ impl Output {
     /// The output of `files`, once the inputs are open: --stats checked writable, an -o to
     /// resume counted (how many lines it holds, returned too), the dead-letter file emptied
     /// (or opened for appending), and -o checked writable without touching it yet.
-    pub fn open(files: &Files) -> anyhow::Result<(Output, Done)> {
+    pub fn open(files: &Files, inputs: &[resume::Input]) -> anyhow::Result<(Output, Done)> {
         if let Some(stats) = files.written(&files.stats) {
             writable(stats).map_err(|e| anyhow!("cannot create {}: {e}", stats.display()))?;
         }
         let resumed = match (files.written(&files.output), files.resume) {
-            (Some(output), true) => resume::done(output, files.matching)?,
+            (Some(output), true) => resume::done(output, files.matching, inputs)?,
             _ => Done::nothing(),
         };
         let sinks = Sinks {

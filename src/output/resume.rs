@@ -68,23 +68,25 @@ impl Done {
                 .is_some_and(|id| ids.binary_search(&hash(id)).is_ok()),
         }
     }
+}
 
-    /// A file named by tags that is not among `inputs` (the names the run reads): the output
-    /// of another input, most likely.
-    pub fn foreign<'a>(&'a self, inputs: &[&str]) -> Option<&'a str> {
-        let Done::Lines { files, .. } = self else {
-            return None;
-        };
-        files
-            .keys()
-            .find(|file| !inputs.contains(&file.as_str()))
-            .map(String::as_str)
+/// An input of the run as tags name it, and how many lines it may have at most (a line takes
+/// a byte at least; an input of unknown size, stdin say, is taken to have at most 2^32).
+pub struct Input<'a> {
+    pub name: &'a str,
+    pub size: Option<u64>,
+}
+
+impl Input<'_> {
+    fn most_lines(&self) -> u64 {
+        self.size.map_or(1 << 32, |size| size + 1)
     }
 }
 
 /// What `path` (the output, kept to its complete lines) says is done, read as `matching`
-/// says. A missing file says nothing is.
-pub fn done(path: &Path, matching: Matching) -> anyhow::Result<Done> {
+/// says, for a run that reads `inputs`. A missing file says nothing is. Tags that name
+/// another input, or a line past an input's end, are refused: the output of another input.
+pub fn done(path: &Path, matching: Matching, inputs: &[Input]) -> anyhow::Result<Done> {
     let lines = complete_lines(path)?;
     if matching == Matching::Count || lines == 0 {
         return Ok(Done::First(lines));
@@ -112,6 +114,22 @@ pub fn done(path: &Path, matching: Matching) -> anyhow::Result<Done> {
             Matching::Tags => {
                 let tag: Tag = serde_json::from_slice(&line)
                     .map_err(|_| unmatched("has no \"file\" and \"line\" tag (--tag)"))?;
+                let foreign = || {
+                    anyhow!(
+                        "--resume: {} holds results for line {} of {}, which this run does not \
+                         read; is it the output of another input?",
+                        path.display(),
+                        tag.line,
+                        tag.file
+                    )
+                };
+                let input = inputs
+                    .iter()
+                    .find(|i| i.name == tag.file)
+                    .ok_or_else(foreign)?;
+                if tag.line > input.most_lines() {
+                    return Err(foreign());
+                }
                 let bits = files.entry(tag.file.into_owned()).or_default();
                 if !bit(bits, tag.line) {
                     set(bits, tag.line);
@@ -122,7 +140,9 @@ pub fn done(path: &Path, matching: Matching) -> anyhow::Result<Done> {
                 let answer: Answer = serde_json::from_slice(&line).map_err(|_| {
                     unmatched("is not an OpenAI batch output line with a custom_id")
                 })?;
-                ids.push(hash(&answer.custom_id));
+                if let Some(id) = answer.custom_id {
+                    ids.push(hash(&id));
+                }
             }
             Matching::Count => {}
         }
@@ -146,8 +166,9 @@ struct Tag<'a> {
 
 #[derive(Deserialize)]
 struct Answer<'a> {
+    /// Null for a line that was no request (its record fails again).
     #[serde(borrow)]
-    custom_id: Cow<'a, str>,
+    custom_id: Option<Cow<'a, str>>,
 }
 
 fn bit(bits: &[u64], line: u64) -> bool {
@@ -190,10 +211,36 @@ mod tests {
              {\"file\":\"a.jsonl\",\"line\":9,\"res",
         )
         .unwrap();
-        let done = done(&path, Matching::Tags).unwrap();
+        let input = |name| Input {
+            name,
+            size: Some(100),
+        };
+        let other = done(&path, Matching::Tags, &[input("a.jsonl")])
+            .err()
+            .unwrap();
+        assert!(
+            other
+                .to_string()
+                .contains("line 1 of b.jsonl, which this run does not read")
+        );
+        let short = [
+            input("a.jsonl"),
+            Input {
+                name: "b.jsonl",
+                size: Some(0),
+            },
+        ];
+        assert!(done(&path, Matching::Tags, &short).is_ok());
+        let shorter = [
+            Input {
+                name: "a.jsonl",
+                size: Some(1),
+            },
+            input("b.jsonl"),
+        ];
+        assert!(done(&path, Matching::Tags, &shorter).is_err());
+        let done = done(&path, Matching::Tags, &[input("a.jsonl"), input("b.jsonl")]).unwrap();
         assert_eq!(done.count(), 2);
-        assert_eq!(done.foreign(&["a.jsonl", "b.jsonl"]), None);
-        assert_eq!(done.foreign(&["a.jsonl"]), Some("b.jsonl"));
         // The partial line is gone from the file.
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
 
@@ -202,11 +249,11 @@ mod tests {
             "{\"id\":\"x\",\"custom_id\":\"r1\"}\n{\"custom_id\":\"r2\"}\n",
         )
         .unwrap();
-        let Done::Ids(ids) = super::done(&path, Matching::Ids).unwrap() else {
+        let Done::Ids(ids) = super::done(&path, Matching::Ids, &[]).unwrap() else {
             panic!("ids expected");
         };
         assert_eq!(ids.len(), 2);
         assert!(ids.binary_search(&hash("r2")).is_ok());
-        assert!(super::done(&path, Matching::Tags).is_err());
+        assert!(super::done(&path, Matching::Tags, &[]).is_err());
     }
 }

@@ -5,8 +5,6 @@
 
 use std::sync::Arc;
 
-use serde_json::value::RawValue;
-
 use crate::batch;
 use crate::cli::{ErrorBudget, OnError};
 use crate::flow::exchange::{Outcome, Part};
@@ -109,10 +107,19 @@ impl<'a> Router<'a> {
                         self.write(Lines::Shown(request)).await;
                     }
                 }
+                // With --ordered, no line may stand after a record that has none.
+                Part::Blank { .. } if self.gap.is_some() => {}
                 Part::Blank { records } => {
                     Metrics::add(&self.metrics.blank, records);
-                    let nulls = vec![RawValue::NULL.to_owned(); records];
-                    self.write(Lines::Nulls(nulls)).await;
+                    let blank = Failed::Unanswered {
+                        code: "blank_line",
+                        message: "a blank line",
+                    };
+                    let lines = these
+                        .iter()
+                        .map(|record| self.codec.failed_line(record, &blank))
+                        .collect();
+                    self.write(Lines::Nulls(lines)).await;
                 }
                 Part::Unsent { why, attempts, .. } => {
                     Metrics::add(&self.metrics.unsent, n);

@@ -10,5 +10,5 @@ mod usage;
 
 pub use codec::{Codec, Input, Meta};
 pub use presets::Flags;
-pub use requests::{Failed, Seen, id_hash};
+pub use requests::{Failed, custom_id, id_hash};
 pub use usage::{Usage, usage};

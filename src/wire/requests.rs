@@ -4,36 +4,12 @@
 //! "request_id", "body"}, "error"}`.
 
 use std::cell::Cell;
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::fmt::Write as _;
 use std::hash::Hasher;
 
 use serde_json::value::RawValue;
 
-use crate::input::Location;
 use crate::wire::json::{self, Pointer};
-
-/// The custom_ids met so far (as 64-bit hashes) and where.
-#[derive(Default)]
-pub struct Seen(HashMap<u64, Location>);
-
-impl Seen {
-    /// Notes that `id` is at `at`; an error naming both lines if it was met before.
-    pub fn first(&mut self, id: &str, at: &Location) -> anyhow::Result<()> {
-        match self.0.entry(id_hash(id)) {
-            Entry::Vacant(entry) => {
-                entry.insert(at.clone());
-                Ok(())
-            }
-            Entry::Occupied(first) => Err(anyhow::anyhow!(
-                "{at}: custom_id {id:?} is already used at {}; each request of an OpenAI batch \
-                 file needs its own custom_id",
-                first.get()
-            )),
-        }
-    }
-}
 
 /// A 64-bit hash of a custom_id, the same for every id in one run (two of 10 million ids
 /// collide with a chance of about 3 in a million).

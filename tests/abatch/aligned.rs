@@ -124,3 +124,54 @@ fn hadoop_counters_add_up_to_the_totals() {
         "{statuses} in {took:?}"
     );
 }
+
+/// Aligned output stays in place when the cache answers some records and the server the
+/// others, and a tagged aligned output (blank lines included) resumes by its tags.
+#[test]
+fn aligned_output_keeps_its_place_with_the_cache_and_resumes_by_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache.db");
+    let server = quick_server();
+    let run = |input: &str| {
+        let out = abatch_to(&server)
+            .args(["--aligned", "--split-on-error", "-b", "2", "--cache"])
+            .arg(&cache)
+            .write_stdin(input.to_owned())
+            .assert()
+            .success();
+        String::from_utf8_lossy(&out.get_output().stdout).into_owned()
+    };
+    run(INPUT);
+    // Records 0 and 4 are new; the others come from the cache, between them.
+    let edited = INPUT
+        .replace("{\"id\":0}", "{\"id\":10}")
+        .replace("{\"id\":4}", "{\"id\":14}");
+    let mut expected = EXPECTED.map(String::from);
+    expected[0] = r#"{"echo":{"id":10}}"#.into();
+    expected[7] = r#"{"echo":{"id":14}}"#.into();
+    assert_eq!(run(&edited).lines().collect::<Vec<_>>(), expected);
+
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, INPUT).unwrap();
+    let out = dir.path().join("out.jsonl");
+    let tagged = |args: &[&str]| {
+        abatch_to(&server)
+            .args(["--aligned", "--tag", "--split-on-error", "-o"])
+            .arg(&out)
+            .args(args)
+            .arg(&input)
+            .assert()
+            .success();
+    };
+    tagged(&[]);
+    let whole = std::fs::read_to_string(&out).unwrap();
+    let kept: String = whole.lines().take(4).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&out, kept).unwrap();
+    tagged(&["--resume"]);
+    let mut lines: Vec<u64> = json_lines(std::fs::read_to_string(&out).unwrap().as_bytes())
+        .iter()
+        .map(|line| line["line"].as_u64().unwrap())
+        .collect();
+    lines.sort_unstable();
+    assert_eq!(lines, (1..=9).collect::<Vec<_>>());
+}

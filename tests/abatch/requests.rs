@@ -431,6 +431,12 @@ fn a_custom_id_used_twice_stops_the_run_naming_both_lines() {
     let written = custom_ids(&lines);
     let unique: HashSet<&String> = written.iter().collect();
     assert_eq!(unique.len(), written.len(), "{written:?}");
+    // Every record read before it has its line or its dead letter: none is dropped.
+    assert_eq!(
+        stderr.records_read(),
+        lines.len() + stderr.dead.len(),
+        "{stderr:#?}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("first.jsonl");

@@ -364,7 +364,7 @@ fn resume_with_tag_refuses_an_output_it_cannot_match() {
         (
             format!("{}\n", tagged(&other)),
             format!(
-                "holds results for {}, which this run does not read",
+                "holds results for line 1 of {}, which this run does not read",
                 other.display()
             ),
         ),
