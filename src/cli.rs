@@ -313,7 +313,7 @@ pub struct Cli {
     /// write nothing for its records (skip), or write a null line for each (null; with --api
     /// openai-batch, the line OpenAI writes for a failed request); a 401, 403, 404 or 405,
     /// which no record would pass, stops the run under each [default: abort; null with --api
-    /// openai-batch]
+    /// openai-batch or --aligned]
     #[arg(
         long,
         value_name = "POLICY",
@@ -733,10 +733,23 @@ impl fmt::Debug for Header {
 pub struct Urls(pub Vec<Url>);
 
 fn parse_urls(text: &str) -> Result<Urls, String> {
-    let parts: Vec<&str> = text
-        .split(|c: char| c == ',' || c.is_whitespace())
-        .filter(|part| !part.is_empty())
-        .collect();
+    // Whitespace always separates; a comma only before a scheme, since a URL may hold
+    // commas of its own (`?fields=a,b`).
+    let mut parts: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        let mut pieces = word.split(',').filter(|piece| !piece.is_empty());
+        let Some(first) = pieces.next() else { continue };
+        parts.push(first.to_owned());
+        for piece in pieces {
+            match parts.last_mut() {
+                Some(last) if !piece.starts_with("http://") && !piece.starts_with("https://") => {
+                    last.push(',');
+                    last.push_str(piece);
+                }
+                _ => parts.push(piece.to_owned()),
+            }
+        }
+    }
     let urls: Vec<Url> = parts
         .iter()
         .map(|part| match parts.len() {
@@ -1221,6 +1234,9 @@ mod tests {
                 .contains("needs its scheme")
         );
         assert!(urls(" , ").is_err());
+        // A comma of the URL's own.
+        assert_eq!(urls("http://h/score?fields=a,b"), Ok(1));
+        assert_eq!(urls("http://h/s?f=a,b,https://g/s"), Ok(2));
     }
 
     #[test]

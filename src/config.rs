@@ -72,6 +72,13 @@ impl Config {
             None => OnError::Abort,
         };
         let ordered = cli.ordered || cli.aligned;
+        if cli.aligned && (cli.shard.is_some() || cli.shard_from_env || cli.dry_run) {
+            return Err(conflict(
+                "--aligned writes one line per line of its input: not with --shard (a share of \
+                 stdin is every N-th record) or --dry-run (a line per request)"
+                    .into(),
+            ));
+        }
         if cli.max_errors.is_some() && on_error == OnError::Abort {
             return Err(conflict(
                 "--max-errors needs --on-error skip or null: under abort the first failure \
@@ -168,6 +175,7 @@ impl Config {
                 cacert: cli.cacert,
                 insecure: cli.insecure,
                 max_response_bytes: cli.max_response_bytes.get(),
+                keep_error_bodies: codec.requests(),
             },
             codec,
             flow: flow::Settings {

@@ -5,7 +5,9 @@
 //! the limit learns how it went. Every record of the batch comes back, answered or not, so
 //! that none is lost. Once the run is stopping no attempt starts and no wait goes on; once
 //! attempts in flight are given up, they end at once; a batch past its --deadline fails.
-//! A batch of records the result cache answers is answered at once, without a slot.
+//! A batch of records the result cache answers is answered at once, without a slot; a batch
+//! of blank lines (--aligned) is neither sent nor left unsent. With several replicas, each
+//! attempt goes to the one `Replicas` hands it, and a replica that fails is told so.
 
 use std::cell::Cell;
 use std::future::Future;

@@ -5,7 +5,7 @@
 //! The decoding is done here rather than by reqwest so that both sizes are known: the bytes
 //! that crossed the wire and the bytes they stand for.
 
-use std::io::Read;
+use std::io::{self, Read as _};
 
 /// What every request accepts, most preferred first.
 pub const ACCEPTED: &str = "gzip, zstd, br";
@@ -29,68 +29,68 @@ pub fn decoded(
     wire: Vec<u8>,
     limit: usize,
 ) -> Result<Vec<u8>, Undecodable> {
+    undone(encoding, wire, limit, Read::Whole)
+}
+
+/// At most the first `limit` bytes `wire` decompresses to, whatever follows: for quoting the
+/// start of an error's body, which may be cut short. A body that cannot be decompressed is
+/// given as it came.
+pub fn start(encoding: Option<&str>, wire: Vec<u8>, limit: usize) -> Vec<u8> {
+    undone(encoding, wire.clone(), limit, Read::Start).unwrap_or(wire)
+}
+
+/// How much of a body to decompress.
+#[derive(Clone, Copy, PartialEq)]
+enum Read {
+    /// All of it, or fail.
+    Whole,
+    /// What comes first, up to the limit, even from a stream cut short.
+    Start,
+}
+
+fn undone(
+    encoding: Option<&str>,
+    wire: Vec<u8>,
+    limit: usize,
+    how: Read,
+) -> Result<Vec<u8>, Undecodable> {
     let Some(encoding) = encoding else {
         return Ok(wire);
     };
     let mut body = wire;
     // Codings are listed in the order they were applied: undo them from the last.
     for coding in encoding.rsplit(',').map(str::trim) {
-        body = match coding.to_ascii_lowercase().as_str() {
-            "" | "identity" => body,
-            "gzip" | "x-gzip" => read(flate2::read::MultiGzDecoder::new(&body[..]), limit)?,
-            "deflate" => read(flate2::read::ZlibDecoder::new(&body[..]), limit)?,
-            "zstd" => {
-                let decoder = zstd::stream::read::Decoder::with_buffer(&body[..])
-                    .map_err(|e| Undecodable::Corrupt(e.to_string()))?;
-                read(decoder, limit)?
-            }
-            "br" => read(
-                brotli_decompressor::Decompressor::new(&body[..], 4096),
-                limit,
-            )?,
+        let bytes = &body[..];
+        let decoder: Box<dyn io::Read + '_> = match coding.to_ascii_lowercase().as_str() {
+            "" | "identity" => continue,
+            "gzip" | "x-gzip" => Box::new(flate2::read::MultiGzDecoder::new(bytes)),
+            "deflate" => Box::new(flate2::read::ZlibDecoder::new(bytes)),
+            "zstd" => Box::new(
+                zstd::stream::read::Decoder::with_buffer(bytes)
+                    .map_err(|e| Undecodable::Corrupt(e.to_string()))?,
+            ),
+            "br" => Box::new(brotli_decompressor::Decompressor::new(bytes, 4096)),
             _ => return Err(Undecodable::Unknown(coding.to_owned())),
         };
+        body = read(decoder, limit, how)?;
     }
     Ok(body)
 }
 
-/// At most the first `limit` bytes `wire` decompresses to, whatever follows: for quoting the
-/// start of an error's body, which may be cut short.
-pub fn start(encoding: Option<&str>, wire: Vec<u8>, limit: usize) -> Vec<u8> {
-    match encoding {
-        None => wire,
-        Some(encoding) => {
-            let coding = encoding.trim().to_ascii_lowercase();
-            let mut start = Vec::new();
-            let _ = match coding.as_str() {
-                "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(&wire[..])
-                    .take(limit as u64)
-                    .read_to_end(&mut start),
-                "zstd" => match zstd::stream::read::Decoder::with_buffer(&wire[..]) {
-                    Ok(decoder) => decoder.take(limit as u64).read_to_end(&mut start),
-                    Err(e) => Err(e),
-                },
-                "br" => brotli_decompressor::Decompressor::new(&wire[..], 4096)
-                    .take(limit as u64)
-                    .read_to_end(&mut start),
-                _ => return wire,
-            };
-            start
-        }
-    }
-}
-
-/// Everything `decoder` gives, unless it is more than `limit` bytes.
-fn read(decoder: impl Read, limit: usize) -> Result<Vec<u8>, Undecodable> {
+/// What `decoder` gives: all of it, unless it is more than `limit` bytes; or, for the start,
+/// at most `limit` bytes, what a stream cut short gave included.
+fn read(decoder: impl io::Read, limit: usize, how: Read) -> Result<Vec<u8>, Undecodable> {
     let mut body = Vec::new();
-    decoder
-        .take(limit as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| Undecodable::Corrupt(e.to_string()))?;
-    if body.len() > limit {
-        return Err(Undecodable::TooLarge);
+    let room = match how {
+        Read::Whole => limit as u64 + 1,
+        Read::Start => limit as u64,
+    };
+    let read = decoder.take(room).read_to_end(&mut body);
+    match (read, how) {
+        (Err(e), Read::Whole) => Err(Undecodable::Corrupt(e.to_string())),
+        (_, Read::Whole) if body.len() > limit => Err(Undecodable::TooLarge),
+        _ => Ok(body),
     }
-    Ok(body)
 }
 
 #[cfg(test)]

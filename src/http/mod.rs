@@ -21,7 +21,7 @@ pub use told::{Exhausted, RetryAfter};
 
 mod encoding;
 mod told;
-use crate::report::quote;
+use crate::report::{QUOTED_BODY, quote};
 
 /// Where and how requests go.
 pub struct Settings {
@@ -32,6 +32,9 @@ pub struct Settings {
     pub cacert: Option<CaCerts>,
     pub insecure: bool,
     pub max_response_bytes: usize,
+    /// Keep an error answer's body whole when it is JSON (an OpenAI batch output line
+    /// records it); else only the start quoted in messages is read.
+    pub keep_error_bodies: bool,
 }
 
 /// Why one exchange failed. A type of its own, because what to do next depends on it.
@@ -112,6 +115,16 @@ impl Failure {
         }
     }
 
+    /// The error answer this failure is or wraps, if the server answered.
+    pub fn answer(&self) -> Option<&Failure> {
+        match self {
+            Failure::Status { .. } => Some(self),
+            Failure::WaitTooLong { failure, .. } => failure.answer(),
+            Failure::Deadline { last, .. } => last.as_deref().and_then(Failure::answer),
+            _ => None,
+        }
+    }
+
     /// The HTTP status, when the server answered.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
@@ -166,6 +179,7 @@ pub struct Client {
     endpoints: Vec<Endpoint>,
     timeout: Duration,
     max_response_bytes: usize,
+    keep_error_bodies: bool,
     /// The headers every request carries, as --dry-run shows them: values given with -H are
     /// redacted.
     shown_headers: BTreeMap<String, String>,
@@ -193,16 +207,8 @@ impl Endpoint {
     }
 
     /// The URL of a request to `path` under this one, if given.
-    fn at(&self, path: Option<&str>) -> Result<Url, Failure> {
-        let Some(path) = path else {
-            return Ok(self.url.clone());
-        };
-        // The codec checked the path: a plain absolute path.
-        Url::parse(&format!(
-            "{}{path}",
-            self.url.as_str().trim_end_matches('/')
-        ))
-        .map_err(|e| Failure::Record(format!("cannot add {path:?} to the URL: {e}")))
+    fn at(&self, path: Option<&str>) -> Url {
+        under(&self.url, path)
     }
 
     fn failure(&self, timeout: Duration, error: &reqwest::Error) -> Failure {
@@ -290,6 +296,7 @@ impl Client {
             endpoints,
             timeout: http.timeout,
             max_response_bytes: http.max_response_bytes,
+            keep_error_bodies: http.keep_error_bodies,
             shown_headers,
         })
     }
@@ -308,11 +315,11 @@ impl Client {
             headers.insert(IDEMPOTENCY_KEY.into(), key.into());
         }
         // A dry run shows the first replica.
-        let shown = self.endpoints.first().map_or("", |e| e.shown.as_str());
-        let url = match path {
-            Some(path) => format!("{}{path}", shown.trim_end_matches('/')),
-            None => shown.to_owned(),
-        };
+        // A dry run shows the first replica.
+        let url = self
+            .endpoints
+            .first()
+            .map_or_else(String::new, |e| redacted(&e.at(path)));
         let shown = Shown {
             method: "POST",
             url: &url,
@@ -354,11 +361,7 @@ impl Client {
         let Some(endpoint) = self.endpoints.get(replica) else {
             return unsent(Failure::Transport(format!("no replica {replica}")));
         };
-        let url = match endpoint.at(path) {
-            Ok(url) => url,
-            Err(failure) => return unsent(failure),
-        };
-        let mut request = self.http.post(url).timeout(self.timeout);
+        let mut request = self.http.post(endpoint.at(path)).timeout(self.timeout);
         if let Some(key) = key {
             request = request.header(IDEMPOTENCY_KEY, key);
         }
@@ -457,12 +460,12 @@ impl Client {
             );
         }
         let coding = content_encoding(&response);
-        // Enough of a compressed body to hold the part kept.
-        let enough = if coding.is_some() {
-            64 << 10
-        } else {
-            KEPT_BODY + 1
+        let kept = match self.keep_error_bodies {
+            true => KEPT_BODY,
+            false => QUOTED_BODY,
         };
+        // Enough of a compressed body to hold the part kept.
+        let enough = if coding.is_some() { 64 << 10 } else { kept + 1 };
         let mut body = Vec::new();
         while body.len() < enough {
             match response.chunk().await {
@@ -474,10 +477,10 @@ impl Client {
                 }
             }
         }
-        let body = encoding::start(coding.as_deref(), body, KEPT_BODY + 1);
+        let body = encoding::start(coding.as_deref(), body, kept + 1);
         let json = std::str::from_utf8(&body)
             .ok()
-            .filter(|_| body.len() <= KEPT_BODY)
+            .filter(|_| self.keep_error_bodies && body.len() <= KEPT_BODY)
             .and_then(|text| RawValue::from_string(text.to_owned()).ok());
         (quote(&body), json)
     }
@@ -487,6 +490,16 @@ impl Client {
 fn content_encoding(response: &reqwest::Response) -> Option<String> {
     let value = response.headers().get(CONTENT_ENCODING)?;
     Some(String::from_utf8_lossy(value.as_bytes()).into_owned())
+}
+
+/// `base` with `path` (a plain absolute path, checked by the codec) added to its path, its
+/// query kept: `https://x/openai?v=1` and `/v1/chat` make `https://x/openai/v1/chat?v=1`.
+fn under(base: &Url, path: Option<&str>) -> Url {
+    let mut url = base.clone();
+    if let Some(path) = path {
+        url.set_path(&format!("{}{path}", base.path().trim_end_matches('/')));
+    }
+    url
 }
 
 /// `url` with its password, if any, replaced by ****, as header values are: the URL is a
@@ -616,6 +629,21 @@ fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_goes_under_the_base_and_before_its_query() {
+        let base = Url::parse("https://x/openai/?api-version=1").unwrap();
+        assert_eq!(
+            under(&base, Some("/v1/chat/completions")).as_str(),
+            "https://x/openai/v1/chat/completions?api-version=1"
+        );
+        let root = Url::parse("http://127.0.0.1:8000").unwrap();
+        assert_eq!(
+            under(&root, Some("/v1/x")).as_str(),
+            "http://127.0.0.1:8000/v1/x"
+        );
+        assert_eq!(under(&root, None), root);
+    }
 
     #[test]
     fn passwords_in_urls_are_redacted() {

@@ -1,7 +1,9 @@
 //! One input's bytes (decompressed, see `decode.rs`) → lines → records with their file and
-//! line: a byte order mark skipped,
-//! blank lines counted but skipped, CRLF accepted, each line checked to be one JSON value (one
-//! that is not becomes an invalid record with its raw text), --max-line-bytes enforced.
+//! line: a byte order mark skipped, blank lines counted but skipped (or kept as blank records
+//! under --aligned), CRLF accepted, each line checked to be one JSON value (one that is not
+//! becomes an invalid record with its raw text), --max-line-bytes enforced, and, for a shard
+//! that keeps every N-th record, only its own kept; a byte-range shard starts and stops where
+//! its source says (`Source::enter`).
 
 use std::cell::Cell;
 use std::io::{self, BufRead, BufReader, Read};

@@ -56,8 +56,8 @@ pub enum Share {
     Every { index: u64, count: u64 },
 }
 
-/// Where a slice's lines begin: the offset of its first line, that line's number, and how
-/// many bytes from there hold starts of its lines.
+/// Where a slice's lines begin (the source is left at its first line): that line's number,
+/// and how many bytes from there hold starts of its lines.
 pub struct Entered {
     pub first_line: u64,
     pub length: u64,

@@ -1,9 +1,12 @@
 //! Where each part of an outcome goes, under the error policy: results to the output,
-//! records without one to the dead letters (and a null line each with --on-error null); with
+//! records without one to the dead letters (and a line each with --on-error null: `null`, or
+//! what the codec writes for a failure); with
 //! --ordered, nothing after a record that has no line. It also keeps the first failure, to
 //! tell at the end.
 
 use std::sync::Arc;
+
+use serde_json::value::RawValue;
 
 use crate::batch;
 use crate::cli::{ErrorBudget, OnError};
@@ -19,7 +22,7 @@ use crate::wire::{Codec, Failed};
 const BUDGET_JUDGED_FROM: u64 = 100;
 
 /// Sends each part of each outcome where it belongs under the error policy: results to the
-/// output, records without one to the dead-letter sink (and a null line each with
+/// output, records without one to the dead-letter sink (and a line standing for each with
 /// --on-error null).
 pub struct Router<'a> {
     on_error: OnError,
@@ -219,8 +222,13 @@ impl<'a> Router<'a> {
 
     /// The lines that stand for `records`, failed by `failure` (--on-error null).
     fn nulls(&self, records: &[Record], failure: &Failure) -> Lines {
+        if !self.codec.writes_failures() {
+            return Lines::Nulls(vec![RawValue::NULL.to_owned(); records.len()]);
+        }
         let message = failure.to_string();
-        let failed = match failure {
+        // The server's answer, when the failure wraps one (a Retry-After too long, a
+        // deadline after an error answer).
+        let failed = match failure.answer().unwrap_or(failure) {
             Failure::Status {
                 status, body, json, ..
             } => Failed::Answered {

@@ -79,7 +79,8 @@ pub fn conclude(display: &Display, concurrency: usize, ending: Ending) -> Exit {
         signal
     } else if ending.input_error.is_some() || ending.stopped.is_some() {
         Exit::Aborted
-    } else if ending.metrics.unsent.get() > 0 || ending.metrics.failed.get() > 0 && !display.aligned
+    } else if ending.metrics.unsent.get() > 0
+        || (ending.metrics.failed.get() > 0 && !display.aligned)
     {
         // Aligned output holds a null line for each failed record: every line was written.
         Exit::SomeFailed

@@ -93,6 +93,25 @@ impl Codec {
     /// usage errors (a bad pointer, a template without its placeholder, a missing --model).
     pub fn new(flags: &Flags) -> Result<Codec, String> {
         let preset = flags.api.map_or(PLAIN, preset);
+        if preset.requests {
+            let shaping = [
+                ("--template", flags.template.is_some()),
+                ("--input", flags.input.is_some()),
+                ("--results", flags.results.is_some()),
+                ("--result", flags.result.is_some()),
+                ("--index", flags.index.is_some()),
+                ("--merge", flags.merge.is_some()),
+                ("--model", flags.model.is_some()),
+                ("--set", !flags.sets.is_empty()),
+                ("--single", flags.single),
+            ];
+            if let Some((flag, _)) = shaping.iter().find(|(_, given)| *given) {
+                return Err(format!(
+                    "--api openai-batch sends each line's body as it is and writes each answer \
+                     whole: {flag} does not apply"
+                ));
+            }
+        }
         let single = flags.single || preset.single;
         let fields = fields(flags, &preset)?;
         let v2 = (preset.v2 && flags.template.is_none()).then(|| V2 {
@@ -293,6 +312,11 @@ impl Codec {
             Unusable::Shape(problem) => format!("{problem}; body: {}", quote(body)),
             Unusable::Content(problem) => problem,
         })
+    }
+
+    /// Whether a failed record's line says how it failed (else it is `null`).
+    pub fn writes_failures(&self) -> bool {
+        self.tag || self.requests()
     }
 
     /// Whether results are written as they come (the fast path).

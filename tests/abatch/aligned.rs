@@ -85,6 +85,27 @@ fn only_max_errors_fails_an_aligned_run() {
         let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
         assert!(stderr.contains("would break the alignment"), "{stderr}");
     }
+    for args in [&["--shard", "0/2"][..], &["--dry-run"]] {
+        let out = abatch_to(&server)
+            .arg("--aligned")
+            .args(args)
+            .write_stdin(INPUT)
+            .assert()
+            .code(2);
+        let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+        assert!(
+            stderr.contains("one line per line of its input"),
+            "{stderr}"
+        );
+    }
+    // Nor does an OpenAI batch file take shaping flags it would ignore.
+    let out = abatch_to(&server)
+        .args(["--api", "openai-batch", "--model", "m"])
+        .write_stdin(INPUT)
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(stderr.contains("--model does not apply"), "{stderr}");
 }
 
 /// --hadoop-counters adds what changed to each counter, so that the amounts add up to the
