@@ -81,9 +81,8 @@ impl Limit {
     pub async fn acquire(&self) -> Slot<'_> {
         loop {
             let freed = self.freed.notified();
-            if self.taken.get() < self.size.get() {
-                self.taken.set(self.taken.get() + 1);
-                return Slot { limit: self };
+            if let Some(slot) = self.try_acquire() {
+                return slot;
             }
             freed.await;
         }

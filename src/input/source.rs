@@ -151,41 +151,32 @@ impl Source {
         if start >= end {
             return Ok(None);
         }
-        // Newlines before `start - 1`, counted a buffer at a time; then the line that holds
-        // `start - 1` is skipped to its end.
+        // The first line start after `start - 1`, and the newlines before it, found a buffer at
+        // a time: the line that holds byte `start - 1` belongs to the range before.
         let mut newlines = 0;
         let mut at = 0;
         let mut buffer = vec![0; 1 << 20];
         let before = start.saturating_sub(1);
-        while at < before {
+        let first = loop {
+            if start == 0 {
+                break 0;
+            }
             if stop.is_cancelled() {
                 return Err(io::Error::other(Stopping));
             }
-            let want = buffer.len().min((before - at) as usize);
-            let read = self.file.read_at(&mut buffer[..want], at)?;
+            let read = self.file.read_at(&mut buffer, at)?;
             if read == 0 {
                 return Ok(None);
             }
-            newlines += memchr::memchr_iter(b'\n', &buffer[..read]).count() as u64;
-            at += read as u64;
-        }
-        let first = if start == 0 {
-            0
-        } else {
-            loop {
-                if stop.is_cancelled() {
-                    return Err(io::Error::other(Stopping));
-                }
-                let read = self.file.read_at(&mut buffer, at)?;
-                if read == 0 {
-                    return Ok(None);
-                }
-                if let Some(newline) = memchr::memchr(b'\n', &buffer[..read]) {
-                    newlines += 1;
-                    break at + newline as u64 + 1;
-                }
-                at += read as u64;
+            let read = &buffer[..read];
+            // Bytes of this buffer before `start - 1`, where newlines are only counted.
+            let counted = read.len().min(before.saturating_sub(at) as usize);
+            newlines += memchr::memchr_iter(b'\n', &read[..counted]).count() as u64;
+            if let Some(newline) = memchr::memchr(b'\n', &read[counted..]) {
+                newlines += 1;
+                break at + (counted + newline) as u64 + 1;
             }
+            at += read.len() as u64;
         };
         if first >= end {
             return Ok(None);

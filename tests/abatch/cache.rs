@@ -33,6 +33,16 @@ fn cache_stats(stats: &Path) -> [u64; 3] {
     })
 }
 
+/// A run of `input` through `server` with `cache`, which succeeds.
+fn remember(server: &MockServer, cache: &Path, input: impl Into<Vec<u8>>) {
+    abatch_to(server)
+        .arg("--cache")
+        .arg(cache)
+        .write_stdin(input)
+        .assert()
+        .success();
+}
+
 /// How many results the cache file holds (none while it is being made).
 fn remembered(cache: &Path) -> usize {
     let connection = rusqlite::Connection::open(cache).unwrap();
@@ -269,12 +279,7 @@ fn cache_only_sends_nothing_and_fails_what_it_does_not_hold() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache.db");
     let server = quick_server();
-    abatch_to(&server)
-        .arg("--cache")
-        .arg(&cache)
-        .write_stdin(records(0..50))
-        .assert()
-        .success();
+    remember(&server, &cache, records(0..50));
     let before = server.requests().len();
     let out = abatch_to(&server)
         .args(["--cache-only", "--on-error", "skip", "--ordered", "--cache"])
@@ -311,12 +316,7 @@ fn no_cache_write_reads_the_cache_and_leaves_it_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache.db");
     let server = quick_server();
-    abatch_to(&server)
-        .arg("--cache")
-        .arg(&cache)
-        .write_stdin(records(0..50))
-        .assert()
-        .success();
+    remember(&server, &cache, records(0..50));
     let bytes = std::fs::read(&cache).unwrap();
     let before = server.requests().len();
     let run = |extra: &[&str]| {
@@ -433,12 +433,7 @@ fn two_runs_on_one_cache_at_once_both_finish() {
     }
     assert_eq!(remembered(&cache), 900);
     let before = server.requests().len();
-    abatch_to(&server)
-        .arg("--cache")
-        .arg(&cache)
-        .write_stdin(records(0..900))
-        .assert()
-        .success();
+    remember(&server, &cache, records(0..900));
     assert_eq!(server.requests().len(), before, "everything was remembered");
 }
 
@@ -448,12 +443,7 @@ fn a_run_waits_for_another_to_let_go_of_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache.db");
     let server = quick_server();
-    abatch_to(&server)
-        .arg("--cache")
-        .arg(&cache)
-        .write_stdin(records(0..1))
-        .assert()
-        .success();
+    remember(&server, &cache, records(0..1));
     // Another program writes, and holds the lock while the run sends its records.
     let other = rusqlite::Connection::open(&cache).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
