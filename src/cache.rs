@@ -25,11 +25,12 @@
 //! that fails stops the remembering (with one warning), never the run.
 
 use std::cell::{Cell, RefCell};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::anyhow;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction};
+use rusqlite::{CachedStatement, Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction};
 use rusqlite::{TransactionBehavior, params};
 use serde_json::value::RawValue;
 use tokio::time::Instant;
@@ -48,9 +49,12 @@ const SCHEMA: i32 = 1;
 pub const BUSY: Duration = Duration::from_secs(10);
 /// The longest a fresh result waits to be committed.
 pub const COMMIT_AFTER: Duration = Duration::from_secs(1);
-/// The most results that wait to be committed, and their most bytes: memory stays bounded.
-const WAITING_RESULTS: usize = 64 * 1024;
+/// The most memory results waiting to be committed take (their text and a place in the
+/// list of keys): a commit rewrites every page of the key index it touches, and with random
+/// keys a commit of k results touches about k pages, so fewer and larger commits write less.
 const WAITING_BYTES: usize = 16 << 20;
+/// What a waiting result costs besides its text: its key and where its text is.
+const WAITING_ENTRY: usize = std::mem::size_of::<([u8; 16], Range<usize>)>();
 /// SQLite's page cache, in KiB (its default is 2 MiB): keys are random, so lookups and
 /// inserts visit the pages of a large cache in no order, and a page not held is read again.
 const PAGE_CACHE_KIB: u32 = 32 * 1024;
@@ -88,12 +92,26 @@ pub struct Cache<'a> {
     waiting: RefCell<Waiting>,
 }
 
-/// Fresh results not yet committed: their keys and text, their size, and when the first came.
+/// Fresh results not yet committed: their keys and where each one's text is in `text`, and
+/// when the first came. One buffer for all their texts: no allocation per result.
 #[derive(Default)]
 struct Waiting {
-    results: Vec<([u8; 16], Box<str>)>,
-    bytes: usize,
+    results: Vec<([u8; 16], Range<usize>)>,
+    text: String,
     since: Option<Instant>,
+}
+
+impl Waiting {
+    fn push(&mut self, key: [u8; 16], result: &str) {
+        let start = self.text.len();
+        self.text.push_str(result);
+        self.results.push((key, start..self.text.len()));
+    }
+
+    /// The memory the waiting results take.
+    fn bytes(&self) -> usize {
+        self.text.len() + self.results.len() * WAITING_ENTRY
+    }
 }
 
 /// What an existing file holds.
@@ -265,63 +283,77 @@ impl<'a> Cache<'a> {
     /// remembered for it if there is one. An invalid line is not looked up; a record the codec
     /// cannot send (it fails without being sent) gets no key, and nothing is remembered for it.
     pub fn recall(&self, records: &mut [anyhow::Result<Record>]) {
-        // One snapshot for them all: a transaction per lookup would cost more than the lookup.
-        let reading = self
-            .connection
-            .as_ref()
-            .filter(|c| c.is_autocommit())
-            .and_then(|c| c.unchecked_transaction().ok());
+        let Some(connection) = &self.connection else {
+            let valid = records.iter().flatten().filter(|r| r.invalid.is_none());
+            return self.count(valid.count(), 0);
+        };
+        // One snapshot and one statement for them all: a transaction per lookup would cost
+        // more than the lookup.
+        let reading = connection
+            .is_autocommit()
+            .then(|| connection.unchecked_transaction().ok())
+            .flatten();
+        let mut find = connection
+            .prepare_cached(FIND)
+            .map_err(|e| self.unreadable(&e))
+            .ok();
+        let (mut misses, mut hits) = (0, 0);
         for record in records.iter_mut().flatten() {
-            self.recall_one(record);
+            if record.invalid.is_some() {
+                continue;
+            }
+            let Some(key) = self
+                .codec
+                .sent(&record.json)
+                .map(|sent| self.keys.of(&sent))
+            else {
+                misses += 1;
+                continue;
+            };
+            let result = find.as_mut().and_then(|find| self.find(find, &key));
+            match result {
+                Some(_) => hits += 1,
+                None => misses += 1,
+            }
+            record.cache = Some(Cached { key, result });
         }
+        drop(find);
         if let Some(reading) = reading {
             let _ = reading.finish();
         }
+        self.count(misses, hits);
     }
 
-    fn recall_one(&self, record: &mut Record) {
-        if record.invalid.is_some() {
-            return;
-        }
-        let key = match &self.connection {
-            Some(_) => self
-                .codec
-                .sent(&record.json)
-                .map(|sent| self.keys.of(&sent)),
-            None => None,
-        };
-        let result = key.as_ref().and_then(|key| self.find(key));
+    /// Counts lookups, in --stats.
+    fn count(&self, misses: usize, hits: usize) {
         if let Some(counts) = &self.metrics.cache {
-            let counter = match result {
-                Some(_) => &counts.hits,
-                None => &counts.misses,
-            };
-            Metrics::add(counter, 1);
-        }
-        if let Some(key) = key {
-            record.cache = Some(Cached { key, result });
+            Metrics::add(&counts.misses, misses);
+            Metrics::add(&counts.hits, hits);
         }
     }
 
     /// The result remembered under `key`, if one is and it can be read.
-    fn find(&self, key: &[u8; 16]) -> Option<Box<RawValue>> {
-        let connection = self.connection.as_ref()?;
-        let found = connection.prepare_cached(FIND).and_then(|mut find| {
-            find.query_row([&key[..]], |row| row.get::<_, String>(0))
-                .optional()
-        });
+    fn find(&self, find: &mut CachedStatement, key: &[u8; 16]) -> Option<Box<RawValue>> {
+        let found = find
+            .query_row([&key[..]], |row| row.get::<_, String>(0))
+            .optional();
         match found {
             Ok(text) => RawValue::from_string(text?).ok(),
             Err(e) => {
-                if !self.told_unreadable.replace(true) {
-                    say(format_args!(
-                        "warning: cannot read the cache {}: {e}; the records it cannot answer \
-                         are sent",
-                        self.name
-                    ));
-                }
+                self.unreadable(&e);
                 None
             }
+        }
+    }
+
+    /// Tells, once, that the cache cannot be read.
+    fn unreadable(&self, error: &rusqlite::Error) {
+        if !self.told_unreadable.replace(true) {
+            say(format_args!(
+                "warning: cannot read the cache {}: {error}; the records it cannot answer are \
+                 sent",
+                self.name
+            ));
         }
     }
 
@@ -341,8 +373,7 @@ impl<'a> Cache<'a> {
                 Part::Answered { results, attempts } if *attempts > 0 => {
                     for (record, result) in these.iter().zip(results) {
                         if let Some(cached) = &record.cache {
-                            waiting.bytes += result.get().len();
-                            waiting.results.push((cached.key, result.get().into()));
+                            waiting.push(cached.key, result.get());
                         }
                     }
                 }
@@ -353,7 +384,7 @@ impl<'a> Cache<'a> {
             return;
         }
         let since = *waiting.since.get_or_insert_with(Instant::now);
-        let full = waiting.results.len() >= WAITING_RESULTS || waiting.bytes >= WAITING_BYTES;
+        let full = waiting.bytes() >= WAITING_BYTES;
         drop(waiting);
         if full || since.elapsed() >= COMMIT_AFTER {
             self.commit();
@@ -368,7 +399,9 @@ impl<'a> Cache<'a> {
     /// Commits the results waiting, in one transaction, in the order of their keys (which
     /// touches each page once). A failure is told once, and nothing more is written.
     pub fn commit(&self) {
-        let Waiting { mut results, .. } = self.waiting.take();
+        let Waiting {
+            mut results, text, ..
+        } = self.waiting.take();
         let Some(connection) = self.connection.as_ref().filter(|_| self.writing.get()) else {
             return;
         };
@@ -381,8 +414,8 @@ impl<'a> Cache<'a> {
                 Transaction::new_unchecked(connection, TransactionBehavior::Immediate)?;
             {
                 let mut store = transaction.prepare_cached(STORE)?;
-                for (key, result) in &results {
-                    store.execute(params![&key[..], &**result])?;
+                for (key, at) in &results {
+                    store.execute(params![&key[..], text.get(at.clone()).unwrap_or_default()])?;
                 }
             }
             transaction.commit()
@@ -457,6 +490,27 @@ mod tests {
         assert_ne!(a.of(&[b"{\"id\":1}"]), a.of(&[b"{\"id\": 1}"]));
         // The fingerprint's length is hashed: its end cannot pass for a record's start.
         assert_ne!(Keys::new("ab").of(&[b"c"]), Keys::new("a").of(&[b"bc"]));
+    }
+
+    #[test]
+    fn waiting_results_share_one_buffer_and_count_their_keys() {
+        let mut waiting = Waiting::default();
+        waiting.push([2; 16], r#"{"b":2}"#);
+        waiting.push([1; 16], "1");
+        assert_eq!(waiting.bytes(), 8 + 2 * WAITING_ENTRY);
+        waiting.results.sort_unstable_by_key(|(key, _)| *key);
+        let texts: Vec<&str> = waiting
+            .results
+            .iter()
+            .map(|(_, at)| &waiting.text[at.clone()])
+            .collect();
+        assert_eq!(texts, ["1", r#"{"b":2}"#]);
+        // Tiny results still fill it: memory is bounded by the count too.
+        let mut tiny = Waiting::default();
+        while tiny.bytes() < WAITING_BYTES {
+            tiny.push([0; 16], "0");
+        }
+        assert!(tiny.results.len() < WAITING_BYTES / WAITING_ENTRY + 1);
     }
 
     #[test]
